@@ -1,0 +1,51 @@
+"""The launch design: version 1 of a distribution, before any data (light: numpy and scipy only)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.stats import qmc
+
+from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution
+from bayesopt.lattice import lattice_arm, to_unit
+from bayesopt.spec import ExperimentSpec
+
+
+def initial_distribution(spec: ExperimentSpec, *, version: int = 1, now: float | None = None) -> ParameterDistribution:
+    """A space-filling design on the lattice around control, plus control at ``traffic.control_share``.
+
+    Scrambled Sobol points fill the box ``control ± initial_radius`` (in unit coordinates, clipped to the cube);
+    each is snapped to the lattice and duplicates are dropped, so fewer than ``initial_arms`` arms can result
+    on coarse lattices. The design is a pure function of the spec.
+    """
+    d = len(spec.parameters)
+    policy = spec.policy
+    center = to_unit(spec, spec.control)
+    sampler = qmc.Sobol(d, scramble=True, seed=policy.seed)
+    n = 1 << max(0, (policy.initial_arms - 1).bit_length())  # Sobol balance wants a power of two
+    points = sampler.random(n)[: policy.initial_arms]
+    lo = np.clip(center - policy.initial_radius, 0.0, 1.0)
+    hi = np.clip(center + policy.initial_radius, 0.0, 1.0)
+    unit = lo + points * (hi - lo)  # n x d
+    arms: dict[str, dict[str, float]] = {}
+    for u in unit:
+        arm, values = lattice_arm(spec, u)
+        if values != dict(spec.control):
+            arms.setdefault(arm, values)
+    share = spec.traffic.control_share
+    explore = (1.0 - share) / len(arms) if arms else 0.0
+    arm_list = [Arm(CONTROL_ARM_ID, dict(spec.control), 1.0 - explore * len(arms))]
+    arm_list += [Arm(a, v, explore) for a, v in sorted(arms.items())]
+    created = time.time() if now is None else now
+    return ParameterDistribution(
+        experiment=spec.name,
+        version=version,
+        arms=tuple(arm_list),
+        spec_hash=spec.spec_hash,
+        control_arm_id=CONTROL_ARM_ID,
+        control_share=share,
+        created_at=created,
+        valid_from=created,
+        diagnostics={"kind": "initial_design", "arms": {}},
+    )

@@ -1,0 +1,62 @@
+"""The observation table that models read: statistics joined with each arm's parameter values (pandas, no torch).
+
+Columns, one row per (window, arm, metric, source):
+``window`` (int, the distribution version served), ``arm_id``, ``metric``, ``source``, ``count``, ``mean``,
+``std_error`` (of the mean; 0 for a single outcome), and one float column per parameter named ``x.<name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from bayesopt.errors import ObservationValidationError
+from bayesopt.observations import STAT_COLUMNS
+from bayesopt.spec import ExperimentSpec
+
+PARAM_PREFIX = "x."
+TABLE_COLUMNS = ("window", "arm_id", "metric", "source", "count", "mean", "std_error")
+
+
+def param_column(name: str) -> str:
+    """Column of the table that holds parameter ``name``."""
+    return PARAM_PREFIX + name
+
+
+def empty_stats() -> pd.DataFrame:
+    """A statistics frame with no rows and the right columns."""
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("count", "sum", "sum_sq") else "object") for c in STAT_COLUMNS})
+
+
+def observation_table(
+    spec: ExperimentSpec, stats: pd.DataFrame, arm_values: Mapping[str, Mapping[str, float]]
+) -> pd.DataFrame:
+    """Join sufficient statistics (columns :data:`STAT_COLUMNS`) with arm values into the model table.
+
+    ``arm_values`` maps every arm id in ``stats`` to its parameter values (from the distributions it was
+    served in). Raises :class:`ObservationValidationError` naming arms whose values are unknown.
+    """
+    missing = sorted(set(stats["arm_id"]) - set(arm_values)) if len(stats) else []
+    if missing:
+        raise ObservationValidationError([f"arm_id: no parameter values known for arm {a!r}" for a in missing])
+    count = stats["count"].astype(float).to_numpy()
+    total = stats["sum"].astype(float).to_numpy()
+    total_sq = stats["sum_sq"].astype(float).to_numpy()
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    var = np.where(count > 1, (total_sq - total * mean) / np.maximum(count - 1, 1), 0.0)
+    table = pd.DataFrame(
+        {
+            "window": stats["version"].astype(int).to_numpy(),
+            "arm_id": stats["arm_id"].astype(str).to_numpy(),
+            "metric": stats["metric"].astype(str).to_numpy(),
+            "source": stats["source"].astype(str).to_numpy(),
+            "count": count,
+            "mean": mean,
+            "std_error": np.sqrt(np.maximum(var, 0.0) / np.maximum(count, 1)),
+        }
+    )
+    for p in spec.parameters:
+        table[param_column(p.name)] = [float(arm_values[a][p.name]) for a in table["arm_id"]]
+    return table.sort_values(["window", "metric", "arm_id", "source"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""The refit pipeline, its scheduler and the command line. Holds no model maths."""

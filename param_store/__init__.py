@@ -1,0 +1,26 @@
+"""The Redis parameter store. Knows nothing about GPs; importing it never loads torch."""
+
+from param_store.connection import make_client, resolve_url
+from param_store.embedded import EmbeddedRedis, find_redis_server
+from param_store.errors import (
+    EmbeddedRedisError,
+    ExperimentExistsError,
+    ExperimentNotFoundError,
+    InvalidTransitionError,
+    ObservationRejectedError,
+    StoreError,
+    VersionConflictError,
+    VersionNotFoundError,
+)
+from param_store.keys import Keys
+from param_store.locks import TokenLock
+from param_store.notify import VersionWatcher
+from param_store.state import ALLOWED_TRANSITIONS, ExperimentState
+from param_store.store import ParamStore
+
+__all__ = [
+    "ALLOWED_TRANSITIONS", "EmbeddedRedis", "EmbeddedRedisError", "ExperimentExistsError", "ExperimentNotFoundError",
+    "ExperimentState", "InvalidTransitionError", "Keys", "ObservationRejectedError", "ParamStore", "StoreError",
+    "TokenLock", "VersionConflictError", "VersionNotFoundError", "VersionWatcher", "find_redis_server",
+    "make_client", "resolve_url",
+]

@@ -1,0 +1,75 @@
+"""Every Redis key and channel name of the store, built in one place.
+
+All keys of an experiment share the hash tag ``{name}`` so that they land in one slot on Redis Cluster, which
+lets the publish script and transactions touch several of them at once. ``namespace`` isolates deployments
+(and tests) sharing one server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Field separator inside the observation hash; names never contain it (see ``bayesopt.spec.NAME_PATTERN``).
+FIELD_SEP = "|"
+STAT_SUFFIXES = ("n", "s", "q")  # count, sum, sum of squares
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one namespace."""
+
+    namespace: str = "bo"
+
+    def _k(self, name: str, *parts: str | int) -> str:
+        return ":".join([self.namespace, "{" + name + "}", *map(str, parts)])
+
+    @property
+    def experiments(self) -> str:
+        """Set of experiment names (the only key without a hash tag)."""
+        return f"{self.namespace}:experiments"
+
+    def spec(self, name: str) -> str:
+        return self._k(name, "spec")
+
+    def state(self, name: str) -> str:
+        return self._k(name, "state")
+
+    def version_seq(self, name: str) -> str:
+        """Counter that hands out version numbers."""
+        return self._k(name, "version_seq")
+
+    def version(self, name: str, version: int) -> str:
+        return self._k(name, "dist", version)
+
+    def current(self, name: str) -> str:
+        return self._k(name, "current")
+
+    def history(self, name: str) -> str:
+        """Sorted set: activated versions scored by activation time."""
+        return self._k(name, "history")
+
+    def observations(self, name: str) -> str:
+        return self._k(name, "obs")
+
+    def runs(self, name: str) -> str:
+        return self._k(name, "runs")
+
+    def lock(self, name: str, purpose: str) -> str:
+        return self._k(name, "lock", purpose)
+
+    def channel(self, name: str) -> str:
+        """Pub/sub channel announcing each newly activated version."""
+        return self._k(name, "published")
+
+    @property
+    def channel_pattern(self) -> str:
+        return f"{self.namespace}:*:published"
+
+    def experiment_of_channel(self, channel: str) -> str:
+        """Inverse of :meth:`channel`."""
+        start, end = channel.index("{"), channel.rindex("}")
+        return channel[start + 1 : end]
+
+    @staticmethod
+    def stat_field(version: int, arm_id: str, metric: str, source: str, suffix: str) -> str:
+        return FIELD_SEP.join((str(version), arm_id, metric, source, suffix))

@@ -1,0 +1,34 @@
+"""Observation statistics <-> fields of the per-experiment Redis hash.
+
+Each (version, arm, metric, source) owns three float fields, ``...|n``, ``...|s`` and ``...|q`` (count, sum,
+sum of squares), which ``HINCRBYFLOAT`` adds to; sums of sufficient statistics are order-independent, so
+concurrent writers need no coordination beyond one MULTI per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from bayesopt.observations import STAT_COLUMNS, ObservationStat
+from param_store.keys import FIELD_SEP, STAT_SUFFIXES, Keys
+
+
+def increments(stat: ObservationStat) -> list[tuple[str, float]]:
+    """The three (field, amount) pairs that add ``stat`` to the hash."""
+    parts = (stat.version, stat.arm_id, stat.metric, stat.source)
+    return [(Keys.stat_field(*parts, suffix), value) for suffix, value in zip(STAT_SUFFIXES, (stat.count, stat.sum, stat.sum_sq), strict=True)]
+
+
+def decode(fields: Mapping[bytes, bytes]) -> pd.DataFrame:
+    """A ``STAT_COLUMNS`` frame from the raw hash, sorted by version, arm, metric, source."""
+    rows: dict[tuple[int, str, str, str], list[float]] = {}
+    position = {suffix: i for i, suffix in enumerate(STAT_SUFFIXES)}
+    for raw_field, raw_value in fields.items():
+        version, arm_id, metric, source, suffix = raw_field.decode().split(FIELD_SEP)
+        acc = rows.setdefault((int(version), arm_id, metric, source), [0.0, 0.0, 0.0])
+        acc[position[suffix]] = float(raw_value)
+    records = [(*key, *acc) for key, acc in sorted(rows.items())]
+    frame = pd.DataFrame.from_records(records, columns=list(STAT_COLUMNS))
+    return frame.astype({"version": "int64", "count": "float64", "sum": "float64", "sum_sq": "float64"})

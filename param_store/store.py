@@ -1,0 +1,231 @@
+"""The Redis parameter store: specs, lifecycle state, immutable distribution versions, observation statistics.
+
+Thread- and process-safe: every change is a single Redis command, a Lua script or a MULTI transaction, so
+concurrent writers in any number of processes never see a half-made change. Stored documents are JSON with a
+``schema_version``; nothing is pickled. Distribution versions are immutable: a version key is written once with
+``SET NX`` and never rewritten, and the ``current`` pointer only moves forward.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+import redis
+
+from bayesopt.distribution import ParameterDistribution
+from bayesopt.observations import ObservationStat, merge, parse_rows
+from bayesopt.spec import ExperimentSpec
+from param_store import observation_codec, scripts
+from param_store.errors import (
+    ExperimentExistsError,
+    ExperimentNotFoundError,
+    ObservationRejectedError,
+    VersionConflictError,
+    VersionNotFoundError,
+)
+from param_store.keys import Keys
+from param_store.state import ExperimentState, check_transition
+
+#: Refit run records kept per experiment (newest first); older ones are trimmed.
+MAX_RUN_RECORDS = 500
+
+
+class ParamStore:
+    """Facade over one Redis connection and one key namespace.
+
+    Raises: :class:`ExperimentNotFoundError` / :class:`VersionNotFoundError` for unknown names and versions,
+    :class:`VersionConflictError` when a version would be rewritten or the pointer would move back,
+    :class:`ObservationRejectedError` or ``bayesopt.ObservationValidationError`` for bad observations.
+    """
+
+    def __init__(self, client: redis.Redis, *, namespace: str = "bo") -> None:
+        self.redis = client
+        self.keys = Keys(namespace)
+        self._activate = client.register_script(scripts.ACTIVATE)
+        self._set_state_if = client.register_script(scripts.SET_STATE_IF)
+
+    @classmethod
+    def from_url(cls, url: str, *, namespace: str = "bo") -> ParamStore:
+        return cls(redis.Redis.from_url(url), namespace=namespace)
+
+    # -- specs and lifecycle ---------------------------------------------------------------------------------
+    def create_experiment(self, spec: ExperimentSpec) -> None:
+        """Store a new experiment in the draft state; raises :class:`ExperimentExistsError` if the name is taken."""
+        if not self.redis.set(self.keys.spec(spec.name), spec.to_json(), nx=True):
+            raise ExperimentExistsError(f"experiment {spec.name!r} exists already")
+        self.redis.set(self.keys.state(spec.name), ExperimentState.DRAFT.value)
+        self.redis.sadd(self.keys.experiments, spec.name)
+
+    def save_spec(self, spec: ExperimentSpec) -> None:
+        """Replace the stored spec of an existing experiment (later refits use it; published versions keep their hash)."""
+        self._require(spec.name)
+        self.redis.set(self.keys.spec(spec.name), spec.to_json())
+
+    def load_spec(self, name: str) -> ExperimentSpec:
+        raw = self.redis.get(self.keys.spec(name))
+        if raw is None:
+            raise ExperimentNotFoundError(f"no experiment named {name!r}")
+        return ExperimentSpec.from_json(raw.decode())
+
+    def list_experiments(self) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers(self.keys.experiments))
+
+    def exists(self, name: str) -> bool:
+        return bool(self.redis.exists(self.keys.spec(name)))
+
+    def _require(self, name: str) -> None:
+        if not self.exists(name):
+            raise ExperimentNotFoundError(f"no experiment named {name!r}")
+
+    def state(self, name: str) -> ExperimentState:
+        raw = self.redis.get(self.keys.state(name))
+        if raw is None:
+            raise ExperimentNotFoundError(f"no experiment named {name!r}")
+        return ExperimentState(raw.decode())
+
+    def transition(self, name: str, target: ExperimentState | str) -> ExperimentState:
+        """Move the experiment to ``target``; raises :class:`InvalidTransitionError` naming the allowed ones."""
+        target = ExperimentState(target)
+        while True:
+            current = self.state(name)
+            check_transition(name, current, target)
+            if self._set_state_if(keys=[self.keys.state(name)], args=[current.value, target.value]):
+                return target
+
+    # -- distributions ---------------------------------------------------------------------------------------
+    def next_version(self, name: str) -> int:
+        """Reserve a fresh version number (strictly larger than any handed out before)."""
+        self._require(name)
+        return int(self.redis.incr(self.keys.version_seq(name)))
+
+    def write_version(self, dist: ParameterDistribution) -> None:
+        """Write a version record once; raises :class:`VersionConflictError` if that version exists."""
+        self._require(dist.experiment)
+        if not self.redis.set(self.keys.version(dist.experiment, dist.version), dist.to_json(), nx=True):
+            raise VersionConflictError(f"{dist.experiment!r} version {dist.version} exists already and is immutable")
+
+    def activate(self, name: str, version: int, *, at: float | None = None) -> int:
+        """Point ``current`` at ``version`` in one atomic step and announce it; returns the previous version."""
+        result = int(
+            self._activate(
+                keys=[self.keys.current(name), self.keys.history(name), self.keys.version(name, version)],
+                args=[version, time.time() if at is None else at, self.keys.channel(name)],
+            )
+        )
+        if result == -2:
+            raise VersionNotFoundError(f"{name!r} has no version {version} to activate")
+        if result == -1:
+            raise VersionConflictError(f"{name!r} version {version} is not newer than current {self.current_version(name)}")
+        return result
+
+    def publish(self, dist: ParameterDistribution) -> ParameterDistribution:
+        """Write ``dist`` as a new immutable version, then switch ``current`` to it."""
+        self.write_version(dist)
+        self.activate(dist.experiment, dist.version)
+        return dist
+
+    def current_version(self, name: str) -> int | None:
+        raw = self.redis.get(self.keys.current(name))
+        return None if raw is None else int(raw)
+
+    def current(self, name: str) -> ParameterDistribution:
+        """The distribution ``current`` points at; raises :class:`VersionNotFoundError` before the first publish."""
+        version = self.current_version(name)
+        if version is None:
+            self._require(name)
+            raise VersionNotFoundError(f"{name!r} has no published distribution yet")
+        return self.load_version(name, version)
+
+    def load_version(self, name: str, version: int) -> ParameterDistribution:
+        raw = self.redis.get(self.keys.version(name, version))
+        if raw is None:
+            self._require(name)
+            raise VersionNotFoundError(f"{name!r} has no version {version}")
+        return ParameterDistribution.from_json(raw)
+
+    def load_versions(self, name: str, versions: Iterable[int]) -> dict[int, ParameterDistribution]:
+        """Several versions in one round trip; raises :class:`VersionNotFoundError` naming any missing."""
+        versions = sorted(set(versions))
+        if not versions:
+            return {}
+        raws = self.redis.mget([self.keys.version(name, v) for v in versions])
+        missing = [v for v, raw in zip(versions, raws, strict=True) if raw is None]
+        if missing:
+            raise VersionNotFoundError(f"{name!r} has no versions {missing}")
+        return {v: ParameterDistribution.from_json(raw) for v, raw in zip(versions, raws, strict=True)}
+
+    def history(self, name: str) -> list[tuple[int, float]]:
+        """Activated versions with their activation times, oldest first."""
+        self._require(name)
+        return [(int(v), float(t)) for v, t in self.redis.zrange(self.keys.history(name), 0, -1, withscores=True)]
+
+    def rollback(self, name: str, version: int) -> ParameterDistribution:
+        """Publish a new version whose content repeats ``version`` (which must have been activated)."""
+        if self.redis.zscore(self.keys.history(name), version) is None:
+            self._require(name)
+            raise VersionNotFoundError(f"{name!r} never activated version {version}; see its history")
+        old = self.load_version(name, version)
+        now = time.time()
+        new = old.replace(version=self.next_version(name), created_at=now, valid_from=now, source_version=version)
+        return self.publish(new)
+
+    # -- observations ----------------------------------------------------------------------------------------
+    def add_observations(self, name: str, rows: Iterable[Mapping[str, Any] | ObservationStat]) -> int:
+        """Validate a batch against the experiment and add it atomically; returns the number of rows stored.
+
+        Rows are raw dicts (see ``bayesopt.observations``) or :class:`ObservationStat`. A batch with any bad row
+        is refused whole, with every problem named.
+        """
+        rows = list(rows)
+        stats = [r for r in rows if isinstance(r, ObservationStat)]
+        raw = [r for r in rows if not isinstance(r, ObservationStat)]
+        if raw:
+            stats += parse_rows(raw)
+        stats = merge(stats)
+        self._check_references(name, stats)
+        pipe = self.redis.pipeline(transaction=True)
+        key = self.keys.observations(name)
+        for s in stats:
+            for field, amount in observation_codec.increments(s):
+                pipe.hincrbyfloat(key, field, amount)
+        pipe.execute()
+        return len(rows)
+
+    def _check_references(self, name: str, stats: list[ObservationStat]) -> None:
+        spec = self.load_spec(name)
+        metrics = set(spec.metric_names)
+        versions = sorted({s.version for s in stats})
+        raws = self.redis.mget([self.keys.version(name, v) for v in versions]) if versions else []
+        arms_of = {v: None if raw is None else {a["arm_id"] for a in json.loads(raw)["arms"]} for v, raw in zip(versions, raws, strict=True)}
+        problems = []
+        for s in stats:
+            arms = arms_of[s.version]
+            if arms is None:
+                problems.append(f"version {s.version}: {name!r} has no such distribution version")
+            elif s.arm_id not in arms:
+                problems.append(f"arm_id {s.arm_id!r}: not an arm of {name!r} version {s.version}")
+            if s.metric not in metrics:
+                problems.append(f"metric {s.metric!r}: not a metric of {name!r} (declared: {', '.join(sorted(metrics))})")
+        if problems:
+            raise ObservationRejectedError(sorted(set(problems)))
+
+    def observations(self, name: str) -> pd.DataFrame:
+        """All statistics of the experiment, one row per (version, arm, metric, source); see ``STAT_COLUMNS``."""
+        self._require(name)
+        return observation_codec.decode(self.redis.hgetall(self.keys.observations(name)))
+
+    # -- refit run records -----------------------------------------------------------------------------------
+    def record_run(self, name: str, record: Mapping[str, Any]) -> None:
+        """Prepend a JSON run record (refit status) and trim old ones."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lpush(self.keys.runs(name), json.dumps(dict(record), sort_keys=True, allow_nan=False))
+        pipe.ltrim(self.keys.runs(name), 0, MAX_RUN_RECORDS - 1)
+        pipe.execute()
+
+    def runs(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest run records first."""
+        return [json.loads(r) for r in self.redis.lrange(self.keys.runs(name), 0, limit - 1)]

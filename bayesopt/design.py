@@ -34,9 +34,10 @@ def initial_distribution(spec: ExperimentSpec, *, version: int = 1, now: float |
         if values != dict(spec.control):
             arms.setdefault(arm, values)
     share = spec.traffic.control_share
-    explore = (1.0 - share) / len(arms) if arms else 0.0
-    arm_list = [Arm(CONTROL_ARM_ID, dict(spec.control), 1.0 - explore * len(arms))]
-    arm_list += [Arm(a, v, explore) for a, v in sorted(arms.items())]
+    weights = [share] + [(1.0 - share) / len(arms)] * len(arms) if arms else [1.0]
+    weights[-1] = 1.0 - sum(weights[:-1])  # the sum is exactly one and control keeps exactly its share
+    arm_list = [Arm(CONTROL_ARM_ID, dict(spec.control), weights[0])]
+    arm_list += [Arm(a, v, w) for (a, v), w in zip(sorted(arms.items()), weights[1:], strict=True)]
     created = time.time() if now is None else now
     return ParameterDistribution(
         experiment=spec.name,

@@ -57,6 +57,14 @@ class Keys:
     def lock(self, name: str, purpose: str) -> str:
         return self._k(name, "lock", purpose)
 
+    def refit_done(self, name: str, period: int) -> str:
+        """Marker that the refit of one period (its start, epoch seconds) has finished; holds a JSON summary."""
+        return self._k(name, "refit_done", period)
+
+    def model_state(self, name: str) -> str:
+        """JSON warm-start state of the latest published fit (never pickle)."""
+        return self._k(name, "model_state")
+
     def channel(self, name: str) -> str:
         """Pub/sub channel announcing each newly activated version."""
         return self._k(name, "published")

@@ -229,3 +229,25 @@ class ParamStore:
     def runs(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
         """Newest run records first."""
         return [json.loads(r) for r in self.redis.lrange(self.keys.runs(name), 0, limit - 1)]
+
+    def mark_refit_done(self, name: str, period: int, summary: Mapping[str, Any], *, ttl_s: int) -> None:
+        """Record that the refit of ``period`` finished (overwriting any earlier marker); expires after ``ttl_s``."""
+        self.redis.set(self.keys.refit_done(name, period), json.dumps(dict(summary), sort_keys=True, allow_nan=False), ex=ttl_s)
+
+    def refit_done(self, name: str, period: int) -> dict[str, Any] | None:
+        """The summary stored by :meth:`mark_refit_done`, or None if that period has not been refitted."""
+        raw = self.redis.get(self.keys.refit_done(name, period))
+        return None if raw is None else json.loads(raw)
+
+    def save_model_state(self, name: str, version: int, state: Mapping[str, Any]) -> None:
+        """Keep the JSON warm-start state of the fit behind ``version`` (the next refit starts from it)."""
+        doc = {"schema_version": 1, "version": version, "state": dict(state)}
+        self.redis.set(self.keys.model_state(name), json.dumps(doc, sort_keys=True, allow_nan=False))
+
+    def load_model_state(self, name: str) -> dict[str, Any] | None:
+        """``{"version", "state"}`` saved by :meth:`save_model_state`, or None (none saved, or an unknown schema)."""
+        raw = self.redis.get(self.keys.model_state(name))
+        if raw is None:
+            return None
+        doc = json.loads(raw)
+        return doc if doc.get("schema_version") == 1 else None

@@ -1,0 +1,133 @@
+"""Stage 1 of a refit: read everything the policy needs from the store, and check the stored data.
+
+Stored statistics are validated when they are added, but the hash can still be written by some other writer
+(``HSET`` by hand, a buggy pipeline): a NaN or a negative count found here is reported, never fitted on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayesopt.data import observation_table
+from bayesopt.distribution import ParameterDistribution
+from bayesopt.errors import ValidationError
+from bayesopt.observations import VARIANCE_TOLERANCE
+from bayesopt.spec import ExperimentSpec
+from param_store import ParamStore, VersionNotFoundError
+
+#: Problems listed one by one in a run record before the rest are summarised as "... and N more".
+MAX_LISTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class RefitInputs:
+    """What a refit reads. ``table`` is None when ``problems`` is not empty.
+
+    Attributes:
+        stats: the stored statistics, columns ``bayesopt.STAT_COLUMNS``, one row per (version, arm, metric, source).
+        table: the model table (``bayesopt.data.observation_table``).
+        arm_values: parameter values of every arm in ``stats``, from the versions it was served in.
+        previous: the current distribution (None before the first publish).
+        previous_refit: the refit bookkeeping stored with ``previous`` (``diagnostics["refit"]``), if any.
+        warm_start: the model state saved with the last published fit, if any.
+        data_hash: a digest of ``spec`` and ``stats``; equal inputs give equal digests in every process.
+    """
+
+    spec: ExperimentSpec
+    stats: pd.DataFrame
+    table: pd.DataFrame | None
+    arm_values: dict[str, dict[str, float]]
+    previous: ParameterDistribution | None
+    warm_start: dict[str, Any] | None
+    data_hash: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def previous_refit(self) -> Mapping[str, Any]:
+        if self.previous is None:
+            return {}
+        refit = self.previous.diagnostics.get("refit")
+        return refit if isinstance(refit, Mapping) else {}
+
+    @property
+    def observation_count(self) -> float:
+        counts = self.stats["count"].to_numpy(dtype=float)
+        return float(np.nansum(np.where(counts > 0, counts, 0.0)))
+
+
+def load_inputs(store: ParamStore, name: str, *, spec: ExperimentSpec | None = None) -> RefitInputs:
+    """Read spec, statistics, arm values, the current distribution and the warm start of experiment ``name``."""
+    spec = spec or store.load_spec(name)
+    try:
+        previous = store.current(name)
+    except VersionNotFoundError:
+        previous = None
+    saved = store.load_model_state(name)
+    warm_start = saved.get("state") if saved else None
+    try:
+        stats = store.observations(name)
+    except (ValueError, UnicodeDecodeError) as exc:  # a field or value the codec cannot read
+        stats = pd.DataFrame(columns=["version", "arm_id", "metric", "source", "count", "sum", "sum_sq"])
+        problems = [f"observations: the stored statistics cannot be decoded ({exc})"]
+        return RefitInputs(spec, stats, None, {}, previous, warm_start, data_hash(spec, stats), problems)
+    problems = data_problems(stats)
+    arm_values: dict[str, dict[str, float]] = {}
+    table = None
+    if not problems:
+        try:
+            arm_values = served_arm_values(store, name, stats)
+            table = observation_table(spec, stats, arm_values)
+        except (VersionNotFoundError, ValidationError) as exc:
+            problems = list(getattr(exc, "problems", None) or [str(exc)])
+    return RefitInputs(spec, stats, table, arm_values, previous, warm_start, data_hash(spec, stats), problems)
+
+
+def served_arm_values(store: ParamStore, name: str, stats: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Parameter values of every arm in ``stats``, read from the versions it was served in (newest wins)."""
+    versions = sorted({int(v) for v in stats["version"]})
+    values: dict[str, dict[str, float]] = {}
+    for _, dist in sorted(store.load_versions(name, versions).items()):
+        for arm in dist.arms:
+            values[arm.arm_id] = dict(arm.values)
+    return values
+
+
+def data_problems(stats: pd.DataFrame) -> list[str]:
+    """Rows whose count is not a positive finite number, or whose sums are not finite or imply a negative variance."""
+    if stats.empty:
+        return []
+    count = stats["count"].to_numpy(dtype=float)
+    total = stats["sum"].to_numpy(dtype=float)
+    total_sq = stats["sum_sq"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        floor = np.where(count > 0, total * total / count, 0.0)
+        negative_var = total_sq < floor - VARIANCE_TOLERANCE * np.maximum(1.0, np.abs(floor))
+    bad_count = ~np.isfinite(count) | (count <= 0)
+    bad_sums = ~np.isfinite(total) | ~np.isfinite(total_sq)
+    out: list[str] = []
+    for i in np.flatnonzero(bad_count | bad_sums | negative_var):
+        row = stats.iloc[i]
+        where = f"version {row['version']}, arm {row['arm_id']}, metric {row['metric']}, source {row['source']}"
+        if bad_count[i]:
+            out.append(f"{where}: count is {float(count[i])} (must be a positive finite number)")
+        elif bad_sums[i]:
+            out.append(f"{where}: sum {float(total[i])} and sum_sq {float(total_sq[i])} must be finite")
+        else:
+            out.append(f"{where}: sum_sq {float(total_sq[i]):.6g} is below sum**2/count {float(floor[i]):.6g} (a negative variance)")
+    if len(out) > MAX_LISTED_PROBLEMS:
+        out = out[:MAX_LISTED_PROBLEMS] + [f"... and {len(out) - MAX_LISTED_PROBLEMS} more rows with problems"]
+    return out
+
+
+def data_hash(spec: ExperimentSpec, stats: pd.DataFrame) -> str:
+    """16 hex digits over the spec hash and every statistic (order-independent: ``stats`` is sorted on read)."""
+    digest = hashlib.sha256(spec.spec_hash.encode())
+    if not stats.empty:
+        digest.update(pd.util.hash_pandas_object(stats.reset_index(drop=True), index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]

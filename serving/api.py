@@ -1,0 +1,122 @@
+"""The ranker-facing routes: parameters for one member or a batch, the distribution, observations."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from bayesopt.errors import ObservationValidationError
+from serving.assignment import ServingSnapshot, canonical_member_id
+from serving.errors import BadRequestError, BatchTooLargeError
+from serving.http import context, json_response, read_json_object, request_time
+
+blueprint = Blueprint("api", __name__, url_prefix="/v1/experiments")
+
+#: Serialised distribution documents and their ETags, computed once per snapshot.
+_DOCUMENTS: weakref.WeakKeyDictionary[ServingSnapshot, tuple[bytes, str]] = weakref.WeakKeyDictionary()
+
+
+@blueprint.get("/<name>/params")
+def params(name: str) -> Response:
+    ctx = context()
+    snapshot = ctx.cache.get(name)
+    member_id = _member_id(request.args.get("member_id"), "member_id", ctx.config.max_member_id_length)
+    assignment = snapshot.assign(member_id, request_time(request.args.get("at")))
+    ctx.metrics.assignments.labels(name, "true" if assignment.in_experiment else "false").inc()
+    return json_response({
+        "experiment": name, "member_id": member_id, "version": assignment.version, "arm_id": assignment.arm_id,
+        "values": assignment.values, "propensity": assignment.propensity,
+        "in_experiment": assignment.in_experiment, "on_control": assignment.on_control,
+    })
+
+
+@blueprint.post("/<name>/params/batch")
+def params_batch(name: str) -> Response:
+    ctx = context()
+    snapshot = ctx.cache.get(name)
+    doc = read_json_object()
+    raw_ids = doc.get("member_ids")
+    if not isinstance(raw_ids, list) or not raw_ids:
+        raise BadRequestError(f"member_ids: must be a non-empty list of member ids, got {type(raw_ids).__name__}",
+                              problems=["member_ids: must be a non-empty list"])
+    if len(raw_ids) > ctx.config.max_batch:
+        raise BatchTooLargeError(f"member_ids: {len(raw_ids)} ids exceed the limit of {ctx.config.max_batch} per "
+                                 "request; split the batch", problems=[f"member_ids: more than {ctx.config.max_batch} ids"])
+    member_ids = _member_ids(raw_ids, ctx.config.max_member_id_length)
+    assignments = snapshot.assign_many(member_ids, request_time(doc.get("at")))
+    enrolled = sum(1 for a in assignments if a.in_experiment)
+    if enrolled:
+        ctx.metrics.assignments.labels(name, "true").inc(enrolled)
+    if enrolled < len(assignments):
+        ctx.metrics.assignments.labels(name, "false").inc(len(assignments) - enrolled)
+    return json_response({
+        "experiment": name,
+        "version": assignments[0].version,
+        "assignments": [
+            {"member_id": a.member_id, "arm_id": a.arm_id, "values": a.values, "propensity": a.propensity,
+             "in_experiment": a.in_experiment, "on_control": a.on_control}
+            for a in assignments
+        ],
+    })
+
+
+@blueprint.get("/<name>/distribution")
+def distribution(name: str) -> Response:
+    snapshot = context().cache.get(name)
+    body, etag = _document(snapshot)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in request.if_none_match:
+        return Response(status=304, headers=headers)
+    return Response(body, mimetype="application/json", headers=headers)
+
+
+@blueprint.post("/<name>/observations")
+def observations(name: str) -> Response:
+    ctx = context()
+    ctx.cache.get(name)  # 404 for an unknown experiment before looking at the rows
+    doc = read_json_object()
+    rows = doc.get("rows")
+    if not isinstance(rows, list):
+        raise ObservationValidationError(f"rows: must be a list of observation rows, got {type(rows).__name__}")
+    stored = ctx.store.add_observations(name, rows)
+    ctx.metrics.observation_rows.labels(name).inc(stored)
+    return json_response({"experiment": name, "accepted": stored}, status=201)
+
+
+def _document(snapshot: ServingSnapshot) -> tuple[bytes, str]:
+    cached = _DOCUMENTS.get(snapshot)
+    if cached is None:
+        doc: dict[str, Any] = snapshot.to_dict()
+        if snapshot.distributions:
+            doc["distribution"] = snapshot.distributions[-1][1].to_dict()
+        body = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+        cached = (body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+        _DOCUMENTS[snapshot] = cached
+    return cached
+
+
+def _member_id(value: Any, field: str, max_length: int) -> str:
+    if value is None:
+        raise BadRequestError(f"{field}: is required (e.g. ?member_id=12345)", problems=[f"{field}: is required"],
+                              code="invalid_member_id")
+    try:
+        return canonical_member_id(value, max_length=max_length)
+    except ValueError as exc:
+        raise BadRequestError(f"{field}: {exc}", problems=[f"{field}: {exc}"], code="invalid_member_id") from None
+
+
+def _member_ids(values: list[Any], max_length: int) -> list[str]:
+    out, problems = [], []
+    for i, value in enumerate(values):
+        try:
+            out.append(canonical_member_id(value, max_length=max_length))
+        except ValueError as exc:
+            problems.append(f"member_ids[{i}]: {exc}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise BadRequestError(f"{len(problems)} invalid member id(s): {shown[0]}", problems=shown, code="invalid_member_id")
+    return out

@@ -1,0 +1,140 @@
+"""The Flask app factory, the one error handler, and the operational routes (health, readiness, metrics, OpenAPI).
+
+Every error leaves the app through :func:`handle_error` as ``{"error": {"code", "message", "problems"}}`` with
+a 4xx status for the caller's mistakes and 5xx for ours (details of a 500 go to the log, not the response).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from bayesopt.errors import (
+    DistributionValidationError,
+    ObservationValidationError,
+    SpecValidationError,
+    ValidationError,
+)
+from param_store import (
+    ExperimentExistsError,
+    ExperimentNotFoundError,
+    InvalidTransitionError,
+    ObservationRejectedError,
+    ParamStore,
+    VersionConflictError,
+    VersionNotFoundError,
+    make_client,
+)
+from serving import admin, api
+from serving.cache import DistributionCache
+from serving.config import ServingConfig
+from serving.errors import ServingError
+from serving.http import EXTENSION_KEY, ServingContext, context, json_response
+from serving.metrics import ServingMetrics
+from serving.openapi import openapi_document
+
+log = logging.getLogger(__name__)
+
+#: (exception class, HTTP status, error code), first match wins; ServingError and HTTPException carry their own.
+ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
+    (ExperimentNotFoundError, 404, "experiment_not_found"),
+    (VersionNotFoundError, 404, "version_not_found"),
+    (ObservationRejectedError, 422, "observations_rejected"),
+    (ObservationValidationError, 422, "invalid_observations"),
+    (SpecValidationError, 422, "invalid_spec"),
+    (DistributionValidationError, 422, "invalid_distribution"),
+    (ValidationError, 422, "invalid_input"),
+    (ExperimentExistsError, 409, "experiment_exists"),
+    (InvalidTransitionError, 409, "invalid_transition"),
+    (VersionConflictError, 409, "version_conflict"),
+    (redis.ConnectionError, 503, "store_unavailable"),
+    (redis.TimeoutError, 503, "store_unavailable"),
+)
+
+
+def create_app(config: ServingConfig, *, store: ParamStore | None = None) -> Flask:
+    """Build the app: its own Redis client, cache (warmed, refresh threads started) and metrics registry.
+
+    Call it once per process *after* forking (gunicorn workers each call it), never at import time.
+    """
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    store = store or ParamStore(make_client(config.redis_url), namespace=config.namespace)
+    metrics = ServingMetrics(multiprocess_dir=config.metrics_multiprocess_dir)
+    cache = DistributionCache(store, config, listener=metrics.on_snapshot)
+    app.extensions[EXTENSION_KEY] = ServingContext(config=config, store=store, cache=cache, metrics=metrics)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(admin.blueprint)
+    _register_ops(app)
+    app.register_error_handler(Exception, handle_error)
+    app.before_request(_start_timer)
+    app.after_request(_record)
+    if config.warm_on_start:
+        cache.warm_up()
+    cache.start()
+    return app
+
+
+def handle_error(exc: Exception) -> Response:
+    """The one place where exceptions become HTTP responses."""
+    problems: list[str] = list(getattr(exc, "problems", None) or [])
+    if isinstance(exc, ServingError):
+        status, code, message = exc.status, exc.code, str(exc)
+    elif isinstance(exc, HTTPException):
+        status = exc.code or 500
+        code = (exc.name or "error").lower().replace(" ", "_")
+        message = exc.description or exc.name
+    else:
+        match = next(((s, c) for cls, s, c in ERROR_TABLE if isinstance(exc, cls)), None)
+        if match is None:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            status, code, message, problems = 500, "internal_error", "internal server error (see the server log)", []
+        else:
+            (status, code), message = match, str(exc)
+    if status >= 500 and status != 503:
+        log.error("%s %s -> %d %s: %s", request.method, request.path, status, code, message)
+    return json_response({"error": {"code": code, "message": message, "problems": problems or [message]}}, status=status)
+
+
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def _record(response: Response) -> Response:
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    endpoint = request.endpoint or "unmatched"
+    metrics = context().metrics
+    metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    metrics.latency.labels(endpoint).observe(elapsed)
+    response.headers["Server-Timing"] = f"app;dur={elapsed * 1000:.3f}"
+    return response
+
+
+def _register_ops(app: Flask) -> None:
+    @app.get("/v1/health")
+    def health() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/v1/ready")
+    def ready() -> Response:
+        ctx = context()
+        checks = {"cache_warm": ctx.cache.warm}
+        try:
+            checks["redis"] = bool(ctx.store.redis.ping())
+        except redis.RedisError:
+            checks["redis"] = False
+        ok = all(checks.values())
+        return json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body, content_type = context().metrics.exposition()
+        return Response(body, content_type=content_type)
+
+    @app.get("/v1/openapi.json")
+    def openapi() -> Response:
+        return json_response(openapi_document(context().config))

@@ -93,18 +93,23 @@ def refit_experiment(
     name: str,
     *,
     now: float | None = None,
+    period_time: float | None = None,
     policy: PolicyFn | str | None = None,
     options: RefitOptions | None = None,
     progress: Progress | None = None,
 ) -> RunRecord:
-    """Refit experiment ``name`` for the period containing ``now`` (default: the clock) and record the run.
+    """Refit experiment ``name`` for the period containing ``period_time`` (default ``now``) and record the run.
 
+    ``now`` (default: the clock) dates the new version. A scheduler passes the moment a run was due as
+    ``period_time``, so a run that waited for a free worker still counts for the period it was due in.
     Never raises; see :class:`~jobs.runs.RunRecord` for the outcomes.
     """
     started = time.time()
+    now = started if now is None else now
     store = open_store(target, namespace)
     try:
-        return _Refit(store, name, started if now is None else now, policy, options or RefitOptions(), progress).run()
+        run = _Refit(store, name, now, policy, options or RefitOptions(), progress)
+        return run.run(now if period_time is None else period_time)
     except Exception as exc:  # the store went away, a bug: report, never take the caller down
         record = RunRecord(
             experiment=name, status=RunStatus.FAILED, reason=Reason.ERROR, started_at=started, ended_at=time.time(),
@@ -147,12 +152,12 @@ class _Refit:
     def stage(self, name: str, detail: str = "") -> _Stage:
         return _Stage(self, name, detail)
 
-    def run(self) -> RunRecord:
+    def run(self, period_time: float) -> RunRecord:
         state = self.store.state(self.name)
         if state is not ExperimentState.RUNNING:
             return self.finish(RunStatus.SKIPPED, Reason.NOT_RUNNING, f"experiment is {state.value}")
         spec = self.store.load_spec(self.name)
-        period = Schedule(spec.refit.cron, self.options.period_seconds).period(self.now)
+        period = Schedule(spec.refit.cron, self.options.period_seconds).period(period_time)
         self.base["period"] = period.id
         if skipped := self._done_already(period):
             return skipped

@@ -1,0 +1,118 @@
+"""``bayesopt refit NAME|--all`` (one refit now, with progress) and ``bayesopt scheduler`` (refit on schedule)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from jobs.refit import DEFAULT_ACTIVATION_DELAY_S, DEFAULT_LOCK_TTL_S, DEFAULT_POLICY, RefitOptions, refit_experiment
+from jobs.runs import Reason, RunRecord, RunStatus
+from jobs.settings import Settings
+
+#: Outcomes that need someone to look: exit status 1. Thin data or a busy period are normal and exit 0.
+PROBLEM_REASONS = frozenset({Reason.INVALID_DATA, Reason.FIT_FAILED, Reason.INVALID_DISTRIBUTION, Reason.LOCK_LOST, Reason.ERROR})
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", default=DEFAULT_POLICY, help="the policy as 'module:function' (default %(default)s)")
+    p.add_argument("--period-seconds", type=int, default=None,
+                   help="fixed periods of this many seconds instead of each spec's cron (accelerated runs, tests)")
+    p.add_argument("--activation-delay", type=float, default=DEFAULT_ACTIVATION_DELAY_S,
+                   help="seconds between publishing a version and its valid_from (default %(default)s)")
+    p.add_argument("--lock-ttl", type=float, default=DEFAULT_LOCK_TTL_S,
+                   help="seconds a crashed refit keeps its period locked (default %(default)s)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("refit", help="refit one experiment (or all running ones) now, printing each stage")
+    p.add_argument("name", nargs="?", help="experiment name")
+    p.add_argument("--all", action="store_true", help="refit every running experiment, in the process pool")
+    p.add_argument("--workers", type=int, default=None, help="pool size with --all (default: CPU count)")
+    p.add_argument("--force", action="store_true", help="refit even if spec, data and period are unchanged")
+    p.add_argument("--json", action="store_true", help="print the run record(s) as JSON")
+    _common(p)
+    p.set_defaults(handler=cmd_refit)
+
+    p = sub.add_parser("scheduler", help="refit every running experiment on its cron schedule (run one per replica)")
+    p.add_argument("--workers", type=int, default=None, help="refits in parallel (default: CPU count)")
+    p.add_argument("--sync-seconds", type=float, default=60.0, help="how often to look for launched/paused experiments")
+    p.add_argument("--run-for", type=float, default=None, help="stop after this many seconds (default: until signalled)")
+    _common(p)
+    p.set_defaults(handler=cmd_scheduler)
+
+
+def _options(args: argparse.Namespace, **overrides: object) -> RefitOptions:
+    return RefitOptions(
+        period_seconds=args.period_seconds, activation_delay_s=args.activation_delay, lock_ttl_s=args.lock_ttl,
+        **overrides,
+    )
+
+
+def _exit_status(records: list[RunRecord]) -> int:
+    bad = [r for r in records if r.status is RunStatus.FAILED or r.reason in PROBLEM_REASONS]
+    return 1 if bad else 0
+
+
+def _print_record(record: RunRecord) -> None:
+    print(record.summary())
+    for problem in record.problems:
+        print(f"  problem: {problem}")
+
+
+def _progress(stage: str, seconds: float | None, detail: str) -> None:
+    if seconds is None:
+        print(f"  {stage.strip():<9} ...{'  ' + detail if detail else ''}", flush=True)
+    else:
+        print(f"  {stage:<9} {seconds:8.3f} s{'  ' + detail if detail else ''}", flush=True)
+
+
+def cmd_refit(args: argparse.Namespace, settings: Settings) -> int:
+    if bool(args.name) == bool(args.all):
+        print("bayesopt refit: give an experiment NAME or --all", file=sys.stderr)
+        return 2
+    options = _options(args, once_per_period=False, force=args.force)
+    if args.all:
+        from jobs.pool import refit_many
+        from param_store import ExperimentState
+
+        store = settings.open_store()
+        names = [n for n in store.list_experiments() if store.state(n) is ExperimentState.RUNNING]
+        records = refit_many(settings, None, names, max_workers=args.workers, policy=args.policy, options=options)
+    else:
+        if not args.json:
+            print(f"refit {args.name}", flush=True)
+        progress = None if args.json else _progress
+        records = [refit_experiment(settings, None, args.name, policy=args.policy, options=options, progress=progress)]
+    for record in records:
+        if args.json:
+            print(json.dumps(record.to_dict(), sort_keys=True))
+        else:
+            _print_record(record)
+    return _exit_status(records)
+
+
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.scheduler import RefitScheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    scheduler = RefitScheduler(
+        settings, None, max_workers=args.workers, policy=args.policy, options=_options(args),
+        sync_seconds=args.sync_seconds, on_record=_print_record,
+    )
+    scheduler.start()
+    print(f"scheduler ready: {len(scheduler.scheduled())} running experiments, {scheduler.pool.max_workers} workers",
+          flush=True)
+    try:
+        stop.wait(args.run_for)
+    finally:
+        scheduler.shutdown(wait=True)
+    print("scheduler stopped", flush=True)
+    return 0

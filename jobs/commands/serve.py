@@ -1,0 +1,115 @@
+"""``bayesopt serve``: the serving app under gunicorn (the Flask dev server is for tests only).
+
+Each gunicorn worker builds its own app after the fork (its own Redis connection, cache and watcher threads).
+Worker metrics are shared through prometheus-client's multiprocess directory, set up here before anything
+imports prometheus-client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from jobs.settings import Settings
+
+DEFAULT_BIND = "127.0.0.1:8000"
+#: Two sync workers suit the two-core machines this runs on; raise it with the cores.
+DEFAULT_WORKERS = 2
+#: A worker silent for this long is restarted by gunicorn.
+DEFAULT_TIMEOUT_S = 30
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP API under gunicorn (see docs/serving.md)")
+    p.add_argument("--bind", default=DEFAULT_BIND, help=f"host:port to listen on (default {DEFAULT_BIND})")
+    p.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help=f"worker processes (default {DEFAULT_WORKERS})")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="threads per worker; above 1 uses gunicorn's gthread worker (keep-alive) instead of sync")
+    p.add_argument("--timeout", type=_positive_int, default=DEFAULT_TIMEOUT_S, help="seconds before a stuck worker is restarted")
+    p.add_argument("--poll-interval", type=float, default=None, help="bound on cache staleness in seconds (default 5)")
+    p.add_argument("--mode", choices=("epoch", "coupled"), default="epoch", help="default assignment mode")
+    p.add_argument("--coupled", action="append", default=[], metavar="EXPERIMENT",
+                   help="serve this experiment in coupled mode (repeatable)")
+    p.add_argument("--coupling-horizon", type=_positive_int, default=None, help="versions per coupling block (default 24)")
+    p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    p.set_defaults(handler=cmd_serve)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    master, own_dir = os.getpid(), None
+    if not os.environ.get(MULTIPROC_ENV):
+        own_dir = tempfile.mkdtemp(prefix="bayesopt-metrics-")
+        os.environ[MULTIPROC_ENV] = own_dir  # before prometheus-client is imported (it reads this once)
+    try:
+        config = _config(args, settings)
+        app = _gunicorn_app(config, {
+            "bind": args.bind,
+            "workers": args.workers,
+            "threads": args.threads,
+            "worker_class": "gthread" if args.threads > 1 else "sync",
+            "timeout": args.timeout,
+            "accesslog": "-" if args.access_log else None,
+            "proc_name": "bayesopt-serve",
+        })
+        try:
+            app.run()
+        except SystemExit as exc:
+            if os.getpid() != master:
+                raise  # a forked worker exiting through this frame: leave the cleanup to the master
+            return int(exc.code or 0)
+        return 0
+    finally:
+        if own_dir is not None and os.getpid() == master:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> Any:
+    from serving.config import ServingConfig
+
+    options: dict[str, Any] = {
+        "redis_url": settings.store_url(),
+        "namespace": settings.namespace,
+        "mode": args.mode,
+        "modes": {name: "coupled" for name in args.coupled},
+        "admin_token": os.environ.get("BAYESOPT_ADMIN_TOKEN") or None,
+        "metrics_multiprocess_dir": os.environ[MULTIPROC_ENV],
+    }
+    if args.poll_interval is not None:
+        options["poll_interval_s"] = args.poll_interval
+    if args.coupling_horizon is not None:
+        options["coupling_horizon"] = args.coupling_horizon
+    return ServingConfig(**options)
+
+
+def _gunicorn_app(config: Any, options: dict[str, Any]) -> Any:
+    from gunicorn.app.base import BaseApplication
+    from prometheus_client import multiprocess
+
+    class ServingApplication(BaseApplication):
+        """Gunicorn with our options and an app built in each worker (no preload: threads do not survive fork)."""
+
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if value is not None:
+                    self.cfg.set(key, value)
+            self.cfg.set("child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid))
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1 shares one socket path per user
+                self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Any:
+            from serving.app import create_app
+
+            return create_app(config)
+
+    return ServingApplication()

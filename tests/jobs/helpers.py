@@ -5,6 +5,7 @@ The stand-ins have the real policy's signature; tests that claim real fits use `
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import time
@@ -88,17 +89,25 @@ def out_of_bounds_propose(spec, table, **kwargs: Any) -> StubProposal:
     return StubProposal(dist.replace(arms=tuple(arms)), {}, {}, 0)
 
 
-def slow_real_propose(spec, table, **kwargs: Any):
-    """The real policy, announced by touching ``$REFIT_TEST_MARKER`` and then held up so a test can kill it."""
-    from bayesopt.policy import propose
+#: The policy the "real fit" tests use; ``REFIT_TEST_POLICY=tests.jobs.helpers:stub_propose`` runs them on the stub.
+POLICY = os.environ.get("REFIT_TEST_POLICY", "tests.jobs.helpers:real_propose")
 
-    Path(os.environ["REFIT_TEST_MARKER"]).touch()
-    proposal = propose(spec, table, **kwargs)
-    time.sleep(float(os.environ.get("REFIT_TEST_SLEEP", "60")))
-    return proposal
+
+def policy_available() -> bool:
+    return POLICY != "tests.jobs.helpers:real_propose" or importlib.util.find_spec("bayesopt.policy") is not None
 
 
 def real_propose(spec, table, **kwargs: Any):
     from bayesopt.policy import propose
 
     return propose(spec, table, **kwargs)
+
+
+def slow_propose(spec, table, **kwargs: Any):
+    """:data:`POLICY`, announced by touching ``$REFIT_TEST_MARKER`` and held up afterwards so a test can kill it."""
+    from jobs.refit import resolve_policy
+
+    Path(os.environ["REFIT_TEST_MARKER"]).touch()
+    proposal = resolve_policy(POLICY)(spec, table, **kwargs)
+    time.sleep(float(os.environ.get("REFIT_TEST_SLEEP", "60")))
+    return proposal

@@ -30,11 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bayesopt.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from simulations.oracle import Optimum, Truth
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class RankingWorld:
         self.decay = (1.0 + np.arange(cfg.slots)) ** -cfg.position_decay  # K
         self._is_count = np.array([self.metric_kinds[m] == "mean" for m in self.metric_names])  # T
         self.pool = self._draw_pool(np.random.default_rng(cfg.seed))
+        self._truths: dict[str, Truth] = {}
+        self._optima: dict[tuple[str, str], Optimum] = {}
         S, C, T = self.pool.true.shape
         # Event probability of each item at each slot, and its log-complement: (S * C) x K x T.
         slot_prob = self.pool.true[:, :, None, :] * self.decay[None, None, :, None].astype(np.float32)
@@ -307,6 +312,40 @@ class RankingWorld:
             "policy": {"max_arms": 12, "num_draws": 2000, "num_candidates": 512, "initial_arms": 8, **(policy or {})},
         }
         return ExperimentSpec.from_dict(doc)
+
+    # -- ground truth for a spec (see simulations.oracle) ----------------------------------------------------
+    def truth(self, spec: ExperimentSpec) -> Truth:
+        """Vectorised feasibility and objective of points under ``spec`` (cached per spec)."""
+        key = spec.spec_hash
+        if key not in self._truths:
+            from simulations.oracle import Truth
+
+            self._truths[key] = Truth(self, spec)
+        return self._truths[key]
+
+    def best_feasible(self, spec: ExperimentSpec) -> Optimum:
+        """The best lattice arm of ``spec`` that meets every guardrail by true metrics (cached per spec)."""
+        key = ("feasible", spec.spec_hash)
+        if key not in self._optima:
+            self._optima[key] = self.truth(spec).search(constrained=True)
+        return self._optima[key]
+
+    def best_objective(self, spec: ExperimentSpec) -> Optimum:
+        """The best lattice arm of ``spec`` for the objective alone, guardrails ignored (cached per spec)."""
+        key = ("objective", spec.spec_hash)
+        if key not in self._optima:
+            self._optima[key] = self.truth(spec).search(constrained=False)
+        return self._optima[key]
+
+    def regret(
+        self, spec: ExperimentSpec, values: Sequence[Mapping[str, float]], weights: Sequence[float], *, hour: float | None = None
+    ) -> float:
+        """Instantaneous regret of serving ``weights`` over arms ``values`` at ``hour`` vs :meth:`best_feasible`."""
+        from simulations.oracle import instant_regret
+
+        truth = self.truth(spec)
+        V = np.array([[float(v[p]) for p in spec.parameter_names] for v in values])
+        return instant_regret(truth, self.best_feasible(spec), V, np.asarray(weights, dtype=float), hour=hour)
 
 
 def make_world(num_parameters: int = 2, *, seed: int = 0, **config: Any) -> RankingWorld:

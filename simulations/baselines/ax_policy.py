@@ -1,0 +1,155 @@
+"""Ax's own default generation strategy as a baseline, through ``ax.api.client.Client``.
+
+Every hour a fresh ``Client`` sees one completed trial per arm observed so far, whose outcomes are the arm's
+pooled relative changes against control with their standard errors (control itself is a trial at zero), so
+guardrails become plain outcome constraints (``applies >= -0.01``). Its next ``max_arms - 1`` trials, snapped
+to the lattice, are served with equal weights. Metric and parameter names are passed to Ax as ``m<i>`` and
+``p<i>`` because spec names may hold characters Ax's expression parser reads as operators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayesopt.distribution import CONTROL_ARM_ID, ParameterDistribution
+from bayesopt.lattice import to_unit
+from bayesopt.spec import ExperimentSpec
+from simulations.baselines.common import (
+    SE_FLOOR,
+    arm_values,
+    control_levels,
+    fixed_arm_set,
+    online_rows,
+    relative_effects,
+    serve,
+    snap_points,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Ax's per-trial INFO logs and deprecation warnings for the duration of one proposal."""
+    names = ["ax", *(n for n in logging.root.manager.loggerDict if n.startswith("ax."))]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+@dataclass
+class AxPolicy:
+    """Ax's default (``fast``: center, Sobol, then GP BO) over relative changes; ``max_trials`` caps the batch."""
+
+    name: str = "ax"
+    max_trials: int | None = None
+
+    def propose(
+        self,
+        spec: ExperimentSpec,
+        table: pd.DataFrame,
+        *,
+        version: int,
+        previous: ParameterDistribution | None,
+        seed: int,
+        now: float,
+    ) -> ParameterDistribution:
+        k = min(self.max_trials or spec.policy.max_arms - 1, spec.policy.max_arms - 1)
+        try:
+            import ax.api.client  # noqa: F401  (import first, so _quiet sees Ax's loggers)
+
+            with _quiet():
+                points = self._suggest(spec, table, k, seed=seed + version)
+            kind = self.name
+        except Exception as exc:  # Ax raising must not stop a closed-loop run: fall back to a fixed design
+            logger.warning("Ax generation failed (%s); serving the fixed design instead", exc)
+            points, kind = [], f"{self.name}:fallback"
+        arms = snap_points(spec, np.array([to_unit(spec, p) for p in points])) if points else []
+        if not arms:
+            arms = fixed_arm_set(spec, k, seed=spec.policy.seed)
+        return serve(spec, arms[:k], version=version, now=now, diagnostics={"kind": kind, "suggested": points})
+
+    def _suggest(self, spec: ExperimentSpec, table: pd.DataFrame, k: int, *, seed: int) -> list[dict[str, float]]:
+        from ax.api.client import Client
+        from ax.api.configs import RangeParameterConfig
+
+        pnames = {p.name: f"p{i}" for i, p in enumerate(spec.parameters)}
+        mnames = {m: f"m{i}" for i, m in enumerate(spec.metric_names)}
+        client = Client(random_seed=seed)
+        client.configure_experiment(
+            parameters=[
+                RangeParameterConfig(
+                    name=pnames[p.name], bounds=(p.lower, p.upper), parameter_type="float",
+                    scaling="log" if p.log_scale else None,
+                )
+                for p in spec.parameters
+            ],
+            name=spec.name.replace("-", "_").replace(".", "_"),
+        )
+        objective = spec.objectives[0]
+        sign = "" if objective.direction == "maximize" else "-"
+        client.configure_optimization(
+            objective=f"{sign}{mnames[objective.metric]}",
+            outcome_constraints=self._constraints(spec, table, mnames),
+        )
+        for values, outcome in self._trials(spec, table, mnames):
+            index = client.attach_trial({pnames[p]: v for p, v in values.items()})
+            client.complete_trial(index, raw_data=outcome)
+        suggested = client.get_next_trials(max_trials=k)
+        back = {v: p for p, v in pnames.items()}
+        return [{back[n]: float(v) for n, v in params.items()} for params in suggested.values()]
+
+    @staticmethod
+    def _constraints(spec: ExperimentSpec, table: pd.DataFrame, mnames: dict[str, str]) -> list[str]:
+        """Guardrails as constraints on relative changes; an absolute bound ``b`` becomes ``b / level - 1``."""
+        levels = control_levels(table)
+        out = []
+        for g in spec.guardrails:
+            bound = g.bound
+            if not g.relative:
+                level = levels.get(g.metric)
+                if level is None or level <= 0 or not math.isfinite(level):
+                    continue  # no control level yet: this guardrail cannot be expressed relatively
+                bound = bound / level - 1.0
+            out.append(f"{mnames[g.metric]} {'>=' if g.is_lower else '<='} {bound!r}")
+        return out
+
+    @staticmethod
+    def _trials(
+        spec: ExperimentSpec, table: pd.DataFrame, mnames: dict[str, str]
+    ) -> list[tuple[dict[str, float], dict[str, tuple[float, float]]]]:
+        """One (values, outcomes) per observed arm, control first (a change of exactly zero)."""
+        effects = relative_effects(spec, table)
+        if not len(effects):
+            return []
+        values = arm_values(spec, table)
+        rows = online_rows(table)
+        ctrl = rows[rows["arm_id"] == CONTROL_ARM_ID]
+        control: dict[str, tuple[float, float]] = {}
+        for metric, g in ctrl.groupby("metric"):
+            level = g["mean"].abs().to_numpy()
+            se2 = np.maximum(g["std_error"].to_numpy() ** 2, SE_FLOOR / np.maximum(g["count"].to_numpy(), 1.0) ** 2)
+            precision = float(np.sum(level[level > 0] ** 2 / se2[level > 0]))
+            if precision > 0:
+                control[mnames[metric]] = (0.0, math.sqrt(1.0 / precision))
+        out = [(dict(spec.control), control)] if control else []
+        for arm, g in effects.groupby("arm_id", sort=True):
+            outcome = {mnames[m]: (float(e), math.sqrt(float(v))) for m, e, v in zip(g["metric"], g["effect"], g["variance"], strict=True)}
+            out.append((values[arm], outcome))
+        return out

@@ -1,0 +1,161 @@
+"""The modelling core's entry point: observations in, the next serving distribution out.
+
+``propose`` runs ``pool -> fit -> candidates -> Thompson sampling -> allocation -> diagnostics``:
+
+- :mod:`bayesopt.pooling` (with :mod:`bayesopt.noise`): per-arm effects relative to control, pooled over windows;
+- :mod:`bayesopt.gp`: one GP per metric with known noise, warm-started;
+- :mod:`bayesopt.candidates`: lattice candidates (known arms, neighbours of the best, Sobol fill);
+- :mod:`bayesopt.thompson` (with :mod:`bayesopt.paths`, :mod:`bayesopt.selection`): joint draws and winners;
+- :mod:`bayesopt.allocation`: arm cap, control share, safety cap;
+- :mod:`bayesopt.diagnostics`: per-arm predictions.
+
+Import this module explicitly (``import bayesopt.policy``); ``bayesopt`` itself never loads torch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from botorch.models import SingleTaskGP
+
+from bayesopt.allocation import Allocation, allocate
+from bayesopt.candidates import Candidates, build_candidates
+from bayesopt.design import initial_distribution
+from bayesopt.device import as_tensor, seeded, to_numpy
+from bayesopt.diagnostics import arm_diagnostics, model_summary
+from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights
+from bayesopt.errors import InsufficientDataError
+from bayesopt.gp import exact_linalg, fit_models, model_state
+from bayesopt.lattice import from_unit, indices_to_unit, parse_arm_id, to_unit
+from bayesopt.pooling import PooledData, modelled_metrics, pool
+from bayesopt.spec import ExperimentSpec
+from bayesopt.thompson import SamplingResult, thompson_sample
+
+#: Observed arms per objective around which lattice neighbours join the candidates.
+LOCAL_CENTERS = 8
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed distribution with what the next refit and the job's logs need.
+
+    Attributes:
+        distribution: the next serving distribution (validated).
+        model_state: plain-JSON fitted hyperparameters per metric; pass it back as ``warm_start`` next hour.
+        timings: seconds spent: ``{"pool", "fit", "sample", "total"}``.
+        num_observations: rows of the table that went into the models.
+    """
+
+    distribution: ParameterDistribution
+    model_state: dict
+    timings: dict
+    num_observations: int
+
+
+def propose(
+    spec: ExperimentSpec,
+    table: pd.DataFrame,
+    *,
+    version: int,
+    previous: ParameterDistribution | None = None,
+    seed: int = 0,
+    warm_start: dict | None = None,
+    now: float | None = None,
+) -> Proposal:
+    """Fit the models to ``table`` and draw the next distribution (version ``version``).
+
+    Deterministic given ``(spec, table, seed, warm_start)`` (and ``previous``, whose arms join the candidates).
+    Without usable online data (an empty table, or control alone) the launch design is returned.
+
+    Raises:
+        InsufficientDataError: some metrics have arm data but a modelled metric has none; keep the previous one.
+        ModelFitError: a GP could not be fitted soundly; keep the previous distribution.
+    """
+    start = time.perf_counter()
+    created = time.time() if now is None else now
+    pooled = pool(spec, table)
+    t_pool = time.perf_counter() - start
+    if not pooled.metrics:
+        return Proposal(initial_distribution(spec, version=version, now=created), dict(warm_start or {}),
+                        {"pool": t_pool, "fit": 0.0, "sample": 0.0, "total": time.perf_counter() - start}, pooled.num_rows)
+    missing = [m for m in modelled_metrics(spec) if m not in pooled.metrics]
+    if missing:
+        raise InsufficientDataError(f"no arm besides control has data on metric(s) {missing}; keep the previous distribution")
+    with seeded(seed):
+        t0 = time.perf_counter()
+        models = fit_models(pooled.metrics, warm_start)
+        t1 = time.perf_counter()
+        cands = candidates_for(spec, pooled, models, previous, seed)
+        result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws)
+        t2 = time.perf_counter()
+    alloc = allocate(spec, cands.ids, result.wins, result.p_feasible)
+    distribution = build_distribution(spec, version, created, cands, alloc, result, models, pooled)
+    timings = {"pool": t_pool, "fit": t1 - t0, "sample": t2 - t1, "total": time.perf_counter() - start}
+    return Proposal(distribution, model_state(models), timings, pooled.num_rows)
+
+
+def candidates_for(
+    spec: ExperimentSpec,
+    pooled: PooledData,
+    models: Mapping[str, SingleTaskGP],
+    previous: ParameterDistribution | None,
+    seed: int,
+) -> Candidates:
+    """Candidates: previous arms, observed arms (best first), neighbours of the best, Sobol fill."""
+    known: list[tuple[str, np.ndarray | None]] = []
+    if previous is not None:
+        known += [(a.arm_id, to_unit(spec, a.values)) for a in previous.arms if a.arm_id != CONTROL_ARM_ID]
+    centers = []
+    for objective in spec.objectives:
+        data = pooled.metrics[objective.metric]
+        with exact_linalg():
+            mean = to_numpy(models[objective.metric].posterior(as_tensor(data.X)).mean.detach().squeeze(-1))
+        order = np.argsort(-mean if objective.direction == "maximize" else mean, kind="stable")
+        order = [i for i in order if data.arm_ids[i] != CONTROL_ARM_ID]
+        known += [(data.arm_ids[i], data.X[i]) for i in order]
+        centers += [data.X[i] for i in order[:LOCAL_CENTERS]]
+    return build_candidates(spec, spec.policy.num_candidates, known=known,
+                            centers=np.array(centers) if centers else None, seed=seed)
+
+
+def build_distribution(
+    spec: ExperimentSpec,
+    version: int,
+    created: float,
+    cands: Candidates,
+    alloc: Allocation,
+    result: SamplingResult,
+    models: Mapping[str, SingleTaskGP],
+    pooled: PooledData,
+) -> ParameterDistribution:
+    """The validated distribution of ``alloc``'s arms with per-arm and per-model diagnostics."""
+    ids = [cands.ids[i] for i in alloc.index]
+    weights = normalize_weights(alloc.weights.tolist())
+    arms = [Arm(CONTROL_ARM_ID, dict(spec.control), weights[0])]
+    for arm, w in zip(ids[1:], weights[1:], strict=True):
+        arms.append(Arm(arm, from_unit(spec, indices_to_unit(spec, parse_arm_id(spec, arm))), w))
+    per_arm = arm_diagnostics(models, pooled.metrics, ids, cands.X[alloc.index],
+                              result.p_feasible[alloc.index], result.p_best[alloc.index])
+    diagnostics: dict[str, Any] = {
+        "kind": spec.policy.method,
+        "arms": per_arm,
+        "models": model_summary(models, pooled.metrics),
+        "num_draws": result.num_draws,
+        "num_candidates": len(cands),
+        "draws_without_feasible": result.no_feasible,
+        "unsafe_share_before_cap": alloc.unsafe_share,
+        "safety_moved_to": alloc.moved_to,
+        "capped_mass": alloc.dropped_mass,
+        "newest_window": pooled.newest_window,
+        "rows_ignored": pooled.dropped,
+    }
+    return ParameterDistribution(
+        experiment=spec.name, version=version, arms=tuple(arms), spec_hash=spec.spec_hash,
+        control_arm_id=CONTROL_ARM_ID, control_share=spec.traffic.control_share,
+        created_at=created, valid_from=created, diagnostics=diagnostics,
+    )

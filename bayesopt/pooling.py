@@ -1,0 +1,193 @@
+"""Time effects and pooling: turn the observation table into per-arm effects relative to control.
+
+Traffic and baselines swing with the hour of day far more than arms differ, and every arm rides the same swing.
+So an arm's raw mean in a busy hour says little; its difference from the control arm served in the *same*
+window does. For each window ``w``, arm ``a`` and metric:
+
+    delta_{a,w} = mean_{a,w} - mean_{control,w},    var_{a,w} = se_{a,w}^2 + se_{control,w}^2
+
+Deltas of one arm are pooled across windows by inverse variance, each window's weight multiplied by
+``decay_w = 0.5 ** (age_w / half_life_hours)`` (one window counts as one hour, ``age_w`` is the number of
+windows since the newest). The pooled variance is ``1 / sum_w(decay_w / var_w)``: a window ``h`` half-lives
+old counts like one with ``2**h`` times its noise variance, so old evidence is discounted, not just reweighted.
+Pooling raw means across windows would confound arms with the hours they happened to be served in.
+
+The control arm enters every metric's training set as ``delta = 0`` with a tiny variance: the modelled function
+is ``g(x) - g(control)``, which is zero at control by definition. Absolute levels are recovered as
+``baseline + delta``, where ``baseline`` is the control arm's count-weighted (and decayed) mean over windows.
+
+Rows whose window has no control row for the metric cannot be compared and are reported, not used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bayesopt.data import param_column
+from bayesopt.distribution import CONTROL_ARM_ID
+from bayesopt.lattice import to_unit
+from bayesopt.noise import row_variances
+from bayesopt.spec import ExperimentSpec
+
+#: Variance of control's ``delta = 0`` anchor, relative to the smallest pooled arm variance: near-exact (the
+#: difference is zero by definition) while keeping the kernel matrix well conditioned.
+CONTROL_ANCHOR_RATIO = 1e-2
+
+
+@dataclass(frozen=True)
+class MetricData:
+    """Pooled effects of one metric: ``k`` arms (control first), relative to control.
+
+    Attributes:
+        metric: metric name.
+        arm_ids: ``k`` arm ids, ``arm_ids[0] == "control"``.
+        X: ``k x d`` unit-cube coordinates of the arms.
+        delta: ``k`` pooled differences from control (``delta[0] == 0``).
+        var: ``k`` variances of ``delta`` (positive).
+        baseline: the control arm's pooled level of the metric.
+        baseline_se: standard error of ``baseline``.
+        num_rows: table rows (arm and control) that went into this metric.
+    """
+
+    metric: str
+    arm_ids: list[str]
+    X: np.ndarray
+    delta: np.ndarray
+    var: np.ndarray
+    baseline: float
+    baseline_se: float
+    num_rows: int
+
+
+@dataclass(frozen=True)
+class PooledData:
+    """Everything the model core reads from a table; ``metrics`` maps metric name to :class:`MetricData`."""
+
+    metrics: dict[str, MetricData]
+    num_rows: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    newest_window: int | None = None
+
+
+def modelled_metrics(spec: ExperimentSpec) -> list[str]:
+    """Metrics that objectives or guardrails use, in the spec's metric order."""
+    used = {o.metric for o in spec.objectives} | {g.metric for g in spec.guardrails}
+    return [m for m in spec.metric_names if m in used]
+
+
+def window_decay(windows: np.ndarray, half_life_hours: float | None) -> np.ndarray:
+    """Decay factors ``0.5 ** (age / half_life)`` for ``n`` window numbers (all ones without a half-life)."""
+    windows = np.asarray(windows, dtype=float)
+    if half_life_hours is None or len(windows) == 0:
+        return np.ones(len(windows))
+    age = windows.max() - windows
+    return 0.5 ** (age / half_life_hours)
+
+
+def window_deltas(spec: ExperimentSpec, table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Per-window differences from control, one row per (window, arm, metric).
+
+    Args:
+        spec: the experiment (metric kinds for the noise floor).
+        table: online rows of the observation table.
+
+    Returns:
+        A frame with columns ``window, arm_id, metric, delta, var, x.<param>...`` (control rows excluded) and the
+        number of arm rows dropped because their window had no control row for that metric.
+    """
+    rows = table.assign(var=row_variances(spec, table))
+    is_control = rows["arm_id"] == CONTROL_ARM_ID
+    control = rows.loc[is_control, ["window", "metric", "mean", "var"]]
+    control = control.rename(columns={"mean": "control_mean", "var": "control_var"})
+    arms = rows.loc[~is_control].merge(control, on=["window", "metric"], how="left")
+    missing = arms["control_mean"].isna()
+    arms = arms.loc[~missing]
+    out = arms.assign(delta=arms["mean"] - arms["control_mean"], var=arms["var"] + arms["control_var"])
+    keep = ["window", "arm_id", "metric", "delta", "var", "count"] + [param_column(n) for n in spec.parameter_names]
+    return out[keep].reset_index(drop=True), int(missing.sum())
+
+
+def pool_arms(deltas: pd.DataFrame, decay: np.ndarray) -> pd.DataFrame:
+    """Inverse-variance pooling across windows with decay.
+
+    Args:
+        deltas: ``n`` rows from :func:`window_deltas` (one metric or several).
+        decay: ``n`` window weights in (0, 1].
+
+    Returns:
+        One row per (metric, arm_id): ``delta`` (pooled), ``var`` (``1 / sum(decay / var)``), ``rows``.
+    """
+    precision = decay / deltas["var"].to_numpy(float)
+    frame = pd.DataFrame(
+        {
+            "metric": deltas["metric"].to_numpy(),
+            "arm_id": deltas["arm_id"].to_numpy(),
+            "wd": precision * deltas["delta"].to_numpy(float),
+            "w": precision,
+            "rows": 1,
+        }
+    )
+    agg = frame.groupby(["metric", "arm_id"], sort=True).sum()
+    return pd.DataFrame(
+        {"delta": agg["wd"] / agg["w"], "var": 1.0 / agg["w"], "rows": agg["rows"]}
+    ).reset_index()
+
+
+def control_baseline(spec: ExperimentSpec, table: pd.DataFrame, metric: str) -> tuple[float, float, int]:
+    """Count-weighted, decayed mean of the control arm's ``metric`` over windows; its standard error; row count."""
+    rows = table[(table["arm_id"] == CONTROL_ARM_ID) & (table["metric"] == metric)]
+    if rows.empty:
+        return float("nan"), float("nan"), 0
+    decay = window_decay(rows["window"].to_numpy(), spec.policy.half_life_hours)
+    weight = decay * rows["count"].to_numpy(float)
+    level = float(np.sum(weight * rows["mean"].to_numpy(float)) / np.sum(weight))
+    var = row_variances(spec, table)[rows.index.to_numpy()]
+    se = float(np.sqrt(1.0 / np.sum(decay / var)))
+    return level, se, len(rows)
+
+
+def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
+    """Pool the online rows of ``table`` into per-metric effects relative to control.
+
+    Metrics that no arm besides control has been observed on are left out of ``metrics``.
+    """
+    online = table[table["source"] == "online"].reset_index(drop=True)
+    dropped = {"simulation_rows": int(len(table) - len(online))}
+    if online.empty:
+        return PooledData({}, 0, dropped)
+    online = online[online["metric"].isin(modelled_metrics(spec))].reset_index(drop=True)
+    deltas, dropped["rows_without_control"] = window_deltas(spec, online)
+    decay = window_decay(online["window"].to_numpy(), spec.policy.half_life_hours)
+    decay_by_window = dict(zip(online["window"].to_numpy(), decay, strict=True))
+    pooled = pool_arms(deltas, np.array([decay_by_window[w] for w in deltas["window"]]))
+    positions = {a: i for i, a in enumerate(deltas["arm_id"])}  # first row of each arm: its parameter values
+    out: dict[str, MetricData] = {}
+    used = 0
+    for metric in modelled_metrics(spec):
+        arm_rows = pooled[pooled["metric"] == metric]
+        if arm_rows.empty:
+            continue
+        baseline, baseline_se, control_rows = control_baseline(spec, online, metric)
+        arm_ids = [CONTROL_ARM_ID, *arm_rows["arm_id"]]
+        X = np.stack([to_unit(spec, spec.control)] + [_unit(spec, deltas, positions[a]) for a in arm_rows["arm_id"]])
+        var = arm_rows["var"].to_numpy(float)
+        out[metric] = MetricData(
+            metric=metric,
+            arm_ids=arm_ids,
+            X=X,
+            delta=np.concatenate([[0.0], arm_rows["delta"].to_numpy(float)]),
+            var=np.concatenate([[CONTROL_ANCHOR_RATIO * var.min()], var]),
+            baseline=baseline,
+            baseline_se=baseline_se,
+            num_rows=int(arm_rows["rows"].sum()) + control_rows,
+        )
+        used += out[metric].num_rows
+    return PooledData(out, used, dropped, int(online["window"].max()))
+
+
+def _unit(spec: ExperimentSpec, deltas: pd.DataFrame, row: int) -> np.ndarray:
+    values = {n: float(deltas.at[row, param_column(n)]) for n in spec.parameter_names}
+    return to_unit(spec, values)

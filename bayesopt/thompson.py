@@ -1,0 +1,105 @@
+"""Thompson sampling over a candidate set: ``s`` joint posterior draws, each picking one winner.
+
+The result is the winners' frequencies (the serving distribution before capping) and, per candidate, the share
+of draws in which it met every guardrail (its probability of feasibility). Draws are processed in blocks so
+memory stays bounded at any ``s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from botorch.models import SingleTaskGP
+
+from bayesopt.device import as_tensor, default_device, to_numpy
+from bayesopt.paths import PathSampler, joint_draws
+from bayesopt.pooling import MetricData
+from bayesopt.selection import Problem, guard_threshold, select
+from bayesopt.spec import ExperimentSpec
+
+
+@dataclass(frozen=True)
+class SamplingResult:
+    """Outcome of ``s`` draws over ``N`` candidates.
+
+    Attributes:
+        wins: ``N`` number of draws each candidate won.
+        feasible: ``N`` number of draws in which each candidate met every guardrail.
+        no_feasible: number of draws in which no candidate was feasible.
+        num_draws: ``s``.
+    """
+
+    wins: np.ndarray
+    feasible: np.ndarray
+    no_feasible: int
+    num_draws: int
+
+    @property
+    def p_best(self) -> np.ndarray:
+        return self.wins / self.num_draws
+
+    @property
+    def p_feasible(self) -> np.ndarray:
+        return self.feasible / self.num_draws
+
+
+def make_problem(spec: ExperimentSpec, metrics: Sequence[str], data: Mapping[str, MetricData], scales: Sequence[float]) -> Problem:
+    """The :class:`Problem` of ``spec`` over ``metrics`` (the draws' last dimension, in this order)."""
+    pos = {m: i for i, m in enumerate(metrics)}
+    guards = spec.guardrails
+    return Problem(
+        objective_index=torch.tensor([pos[o.metric] for o in spec.objectives], dtype=torch.long, device=default_device()),
+        objective_sign=as_tensor([1.0 if o.direction == "maximize" else -1.0 for o in spec.objectives]),
+        guard_index=torch.tensor([pos[g.metric] for g in guards], dtype=torch.long, device=default_device()),
+        guard_sign=as_tensor([1.0 if g.is_lower else -1.0 for g in guards]).reshape(len(guards)),
+        guard_threshold=as_tensor(
+            [guard_threshold(g.bound, relative=g.relative, baseline=data[g.metric].baseline) for g in guards]
+        ).reshape(len(guards)),
+        scale=as_tensor(list(scales)),
+        method=spec.policy.method,
+    )
+
+
+def metric_scale(model: SingleTaskGP) -> float:
+    """The standard deviation of a metric's pooled deltas (its ``Standardize`` scale), floored above zero."""
+    return max(float(model.outcome_transform.stdvs.reshape(())), 1e-12)
+
+
+def thompson_sample(
+    models: Mapping[str, SingleTaskGP],
+    data: Mapping[str, MetricData],
+    spec: ExperimentSpec,
+    X: np.ndarray,
+    num_draws: int,
+    *,
+    block: int | None = None,
+) -> SamplingResult:
+    """Run ``num_draws`` draws of constrained (or utility) Thompson sampling over candidates ``X``.
+
+    Args:
+        models: fitted GP per modelled metric.
+        data: pooled data per metric (baselines for the guardrails).
+        spec: objectives, guardrails and ``policy.method``.
+        X: ``N x d`` unit-cube candidates, control first.
+        num_draws: ``s``.
+        block: draws per block (default: bounded by memory, see :mod:`bayesopt.paths`).
+
+    Uses torch's global generator: wrap the call in :func:`bayesopt.device.seeded` for reproducibility.
+    """
+    metrics = list(models)
+    problem = make_problem(spec, metrics, data, [metric_scale(models[m]) for m in metrics])
+    Xt = as_tensor(X)
+    samplers = [PathSampler(models[m], Xt) for m in metrics]
+    N = len(X)
+    wins = torch.zeros(N, dtype=torch.long, device=Xt.device)
+    feasible = torch.zeros(N, dtype=torch.long, device=Xt.device)
+    no_feasible = 0
+    for draws in joint_draws(samplers, num_draws, block=block):
+        winners, mask = select(draws, problem)
+        wins += torch.bincount(winners, minlength=N)
+        feasible += mask.sum(dim=0)
+        no_feasible += int((~mask.any(dim=-1)).sum())
+    return SamplingResult(to_numpy(wins).astype(np.int64), to_numpy(feasible).astype(np.int64), no_feasible, num_draws)

@@ -26,7 +26,7 @@ from jobs.settings import Settings
 #: Upper bound on workers whatever is asked: each holds torch and a model in memory (a few hundred MB).
 MAX_WORKERS_CAP = 32
 #: Imported by each worker when it starts, so the first refit does not pay for importing torch and botorch.
-PRELOAD = ("bayesopt.policy",)
+PRELOAD = ("jobs.refit", "bayesopt.policy")
 
 
 def bounded_workers(requested: int | None = None) -> int:

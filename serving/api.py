@@ -16,7 +16,7 @@ from serving.http import context, json_response, read_json_object, request_time
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1/experiments")
 
-#: Serialised distribution documents and their ETags, computed once per snapshot.
+#: Serialised distribution documents and their (unquoted) ETags, computed once per snapshot.
 _DOCUMENTS: weakref.WeakKeyDictionary[ServingSnapshot, tuple[bytes, str]] = weakref.WeakKeyDictionary()
 
 
@@ -67,9 +67,9 @@ def params_batch(name: str) -> Response:
 @blueprint.get("/<name>/distribution")
 def distribution(name: str) -> Response:
     snapshot = context().cache.get(name)
-    body, etag = _document(snapshot)
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in request.if_none_match:
+    body, tag = _document(snapshot)
+    headers = {"ETag": f'"{tag}"', "Cache-Control": "no-cache"}
+    if request.if_none_match.contains(tag):
         return Response(status=304, headers=headers)
     return Response(body, mimetype="application/json", headers=headers)
 
@@ -94,7 +94,7 @@ def _document(snapshot: ServingSnapshot) -> tuple[bytes, str]:
         if snapshot.distributions:
             doc["distribution"] = snapshot.distributions[-1][1].to_dict()
         body = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
-        cached = (body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+        cached = (body, hashlib.blake2b(body, digest_size=12).hexdigest())
         _DOCUMENTS[snapshot] = cached
     return cached
 

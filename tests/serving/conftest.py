@@ -40,10 +40,11 @@ def serve(redis_server: EmbeddedRedis, namespace: str) -> Iterator[Callable[...,
     started: list[tuple[Any, threading.Thread, ServingContext]] = []
 
     def start(**overrides: Any) -> LiveServer:
-        config = ServingConfig(redis_url=redis_server.url, namespace=namespace, poll_interval_s=TEST_POLL_INTERVAL_S, **overrides)
+        options = {"redis_url": redis_server.url, "namespace": namespace, "poll_interval_s": TEST_POLL_INTERVAL_S, **overrides}
+        config = ServingConfig(**options)
         app = create_app(config)
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         started.append((server, thread, app.extensions[EXTENSION_KEY]))
         return LiveServer(app, f"http://127.0.0.1:{server.server_port}")
@@ -77,3 +78,15 @@ def publish(store: ParamStore, name: str, weights: list[float], *, created_at: f
     spec = store.load_spec(name)
     dist = make_distribution(spec, store.next_version(name), weights=weights, created_at=created_at)
     return store.publish(dist)
+
+
+def assign_all(client: ServingClient, name: str, member_ids: list[str], *, at: float, chunk: int = 10_000) -> list[Any]:
+    """Assignments of many members through the batch endpoint, ``chunk`` ids per request."""
+    out: list[Any] = []
+    for i in range(0, len(member_ids), chunk):
+        out.extend(client.params_batch(name, member_ids[i : i + chunk], at=at))
+    return out
+
+
+def member_ids(n: int, prefix: str = "m") -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]

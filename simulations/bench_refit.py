@@ -1,0 +1,233 @@
+"""Refit benchmark: one refit end to end, the same after a week of hourly data, and many experiments in the pool.
+
+``bayesopt bench refit [--quick] [--out PATH]`` writes JSON. Three measurements, all through the production
+path (:func:`jobs.refit.refit_experiment` against a real embedded Redis, with the real policy):
+
+1. ``day``: one refit (load, fit, sample, validate, publish) after 24 hourly windows in which ``arms`` distinct
+   lattice arms were served, at the modelling benchmark's size (3 metrics, 6 parameters, 1,000 arms, 4,096
+   candidates, 10,000 draws);
+2. ``week``: the same experiment after 7 x 24 windows, the same arms recurring, so 7 times the stored rows;
+   its time must stay within 2x of ``day`` (the models see pooled arms, not rows);
+3. ``pool``: ``experiments`` smaller experiments refitted one by one in this process, then through a
+   :class:`jobs.pool.RefitPool` of ``workers`` processes (after its warm-up), with the speed-up.
+
+History is synthetic and written straight into the store (versions and observation statistics, as serving
+and the analytics pipeline would have); each window serves control plus ``arms / 24`` arms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights
+from bayesopt.lattice import lattice_arm
+from bayesopt.spec import ExperimentSpec
+from param_store import EmbeddedRedis, ExperimentState, ParamStore
+
+#: A fixed start so periods (and seeds) are the same in every run: 2024-01-01T00:00Z, a window per hour.
+T0 = 1_704_067_200.0
+HOUR = 3600.0
+DEFAULT_OUT = "bench-results/refit.json"
+
+FULL = {
+    "single": {"arms": 1000, "candidates": 4096, "draws": 10_000},
+    "pool": {"experiments": 20, "arms": 100, "candidates": 512, "draws": 1000},
+}
+QUICK = {
+    "single": {"arms": 200, "candidates": 1024, "draws": 2000},
+    "pool": {"experiments": 8, "arms": 60, "candidates": 256, "draws": 500},
+}
+
+
+def bench_spec(name: str, *, candidates: int, draws: int) -> ExperimentSpec:
+    """3 metrics (an objective, two relative guardrails) over 6 parameters."""
+    return ExperimentSpec.from_dict({
+        "name": name,
+        "parameters": [{"name": f"x{i}", "lower": 0.0, "upper": 1.0} for i in range(1, 7)],
+        "control": {f"x{i}": 0.5 for i in range(1, 7)},
+        "metrics": [{"name": "sessions", "kind": "rate"}, {"name": "applies", "kind": "rate"},
+                    {"name": "dwell", "kind": "mean"}],
+        "objectives": [{"metric": "sessions"}],
+        "guardrails": [{"metric": "applies", "lower": -0.01, "relative": True},
+                       {"metric": "dwell", "lower": -0.02, "relative": True}],
+        "traffic": {"control_share": 0.2},
+        "policy": {"max_arms": 16, "num_candidates": candidates, "num_draws": draws},
+    })
+
+
+def _truth(metric: str, u: np.ndarray) -> float:
+    """Smooth effects of the unit-cube point ``u`` (length 6)."""
+    if metric == "sessions":
+        return 0.30 + 0.04 * math.exp(-float(np.sum((u - 0.65) ** 2)) / 0.3)
+    if metric == "applies":
+        return 0.10 - 0.01 * float(u[0] - 0.5) + 0.005 * float(u[1] - 0.5)
+    return 30.0 + 2.0 * float(np.sin(3 * u[2])) - float(u[3])
+
+
+class History:
+    """An experiment with synthetic hourly windows: ``arms`` lattice arms, each window serving a rotating slice."""
+
+    def __init__(self, store: ParamStore, spec: ExperimentSpec, arms: int, *, seed: int) -> None:
+        self.store, self.spec = store, spec
+        self.rng = np.random.default_rng(seed)
+        points: dict[str, tuple[dict[str, float], np.ndarray]] = {}
+        while len(points) < arms:
+            u = self.rng.random(6)
+            arm, values = lattice_arm(spec, u)
+            if values != dict(spec.control):
+                points[arm] = (values, np.array([values[f"x{i}"] for i in range(1, 7)]))
+        self.arms = sorted(points.items())
+        self.per_window = math.ceil(arms / 24)
+        self.windows = 0
+        store.create_experiment(spec)
+        store.transition(spec.name, ExperimentState.RUNNING)
+
+    def add_windows(self, count: int) -> None:
+        for _ in range(count):
+            self._window(self.windows)
+            self.windows += 1
+
+    def _window(self, w: int) -> None:
+        start = (w % 24) * self.per_window
+        served = self.arms[start : start + self.per_window] or self.arms[: self.per_window]
+        share = self.spec.traffic.control_share
+        weights = normalize_weights([share] + [(1 - share) / len(served)] * len(served))
+        control_u = np.full(6, 0.5)
+        arms = [Arm(CONTROL_ARM_ID, dict(self.spec.control), weights[0])]
+        arms += [Arm(a, values, wt) for (a, (values, _)), wt in zip(served, weights[1:], strict=True)]
+        created = T0 + w * HOUR
+        dist = ParameterDistribution(
+            experiment=self.spec.name, version=self.store.next_version(self.spec.name), arms=tuple(arms),
+            spec_hash=self.spec.spec_hash, control_share=share, created_at=created, valid_from=created,
+        )
+        self.store.publish(dist)
+        rows = [self._row(dist.version, CONTROL_ARM_ID, m, control_u, 2000) for m in self.spec.metric_names]
+        rows += [self._row(dist.version, a, m, u, 400) for a, (_, u) in served for m in self.spec.metric_names]
+        self.store.add_observations(self.spec.name, rows)
+
+    def _row(self, version: int, arm: str, metric: str, u: np.ndarray, count: int) -> dict[str, Any]:
+        mean = _truth(metric, u)
+        if metric == "dwell":  # a mean metric: outcomes with standard deviation 10
+            total = self.rng.normal(mean, 10.0 / math.sqrt(count)) * count
+            return {"version": version, "arm_id": arm, "metric": metric, "count": count, "sum": total,
+                    "sum_sq": total * total / count + 100.0 * (count - 1)}
+        total = float(self.rng.binomial(count, mean))
+        return {"version": version, "arm_id": arm, "metric": metric, "count": count, "sum": total, "sum_sq": total}
+
+
+def _refit(url: str, namespace: str, name: str, now: float) -> dict[str, Any]:
+    from jobs.refit import RefitOptions, refit_experiment
+
+    record = refit_experiment(url, namespace, name, now=now, options=RefitOptions(activation_delay_s=0.0))
+    if record.status.value != "published":
+        raise RuntimeError(f"benchmark refit of {name} did not publish: {record.summary()} {record.problems}")
+    return {"total_s": record.duration_s, "timings": record.timings, "rows": record.observations,
+            "version": record.version, "arms_published": None}
+
+
+def bench_single(url: str, namespace: str, size: dict[str, int], log) -> dict[str, Any]:
+    store = ParamStore.from_url(url, namespace=namespace)
+    spec = bench_spec("single", candidates=size["candidates"], draws=size["draws"])
+    history = History(store, spec, size["arms"], seed=1)
+    out: dict[str, Any] = {"size": {**size, "metrics": 3, "parameters": 6}}
+    for label, days in (("day", 1), ("week", 7)):
+        t = time.perf_counter()
+        history.add_windows(days * 24 - history.windows)
+        setup = time.perf_counter() - t
+        store.redis.delete(store.keys.model_state(spec.name))  # both cold: compare data growth, not warm starts
+        log(f"{label}: {history.windows} windows written in {setup:.1f} s; refitting")
+        result = _refit(url, namespace, spec.name, T0 + history.windows * HOUR)
+        result["windows"] = history.windows
+        result["arms_published"] = len(store.current(spec.name).arms)
+        out[label] = result
+        log(f"{label}: refit {result['total_s']:.1f} s  " + ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items()))
+    out["week_over_day"] = out["week"]["total_s"] / out["day"]["total_s"]
+    out["week_within_2x_of_day"] = out["week_over_day"] <= 2.0
+    return out
+
+
+def bench_pool(url: str, namespace: str, size: dict[str, int], workers: int, log) -> dict[str, Any]:
+    from jobs.pool import RefitPool
+    from jobs.refit import RefitOptions, refit_experiment
+
+    store = ParamStore.from_url(url, namespace=namespace)
+    spec_size = {"candidates": size["candidates"], "draws": size["draws"]}
+    names = [f"pool-{i:02d}" for i in range(size["experiments"])]
+    for i, name in enumerate(names):
+        History(store, bench_spec(name, **spec_size), size["arms"], seed=100 + i).add_windows(24)
+    options = RefitOptions(activation_delay_s=0.0)
+    t = time.perf_counter()
+    sequential = [refit_experiment(url, namespace, n, now=T0 + 24 * HOUR, options=options) for n in names]
+    sequential_s = time.perf_counter() - t
+    log(f"pool: {len(names)} refits one by one in {sequential_s:.1f} s")
+    store.redis.delete(*[store.keys.model_state(n) for n in names])  # the pool starts as cold as the sequential run
+    options = RefitOptions(activation_delay_s=0.0, force=True)  # the same period again, on purpose
+    with RefitPool(workers) as pool:
+        t = time.perf_counter()
+        pool.warm_up()
+        warm_up_s = time.perf_counter() - t
+        t = time.perf_counter()
+        pooled = pool.refit_all(url, namespace, names, now=T0 + 24 * HOUR, options=options)
+        pool_s = time.perf_counter() - t
+    log(f"pool: {len(names)} refits in {pool.max_workers} workers in {pool_s:.1f} s (+{warm_up_s:.1f} s warm-up)")
+    return {
+        "size": {**size, "metrics": 3, "parameters": 6, "windows": 24},
+        "workers": pool.max_workers,
+        "threads_per_worker": pool.threads_per_worker,
+        "sequential_s": sequential_s,
+        "pool_s": pool_s,
+        "pool_warm_up_s": warm_up_s,
+        "speedup": sequential_s / pool_s,
+        "speedup_with_warm_up": sequential_s / (pool_s + warm_up_s),
+        "sequential_statuses": dict(Counter(r.status.value for r in sequential)),
+        "pool_statuses": dict(Counter(r.status.value for r in pooled)),
+        "mean_refit_s": {"sequential": float(np.mean([r.duration_s for r in sequential])),
+                         "pool": float(np.mean([r.duration_s for r in pooled]))},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bayesopt bench refit", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run (minutes, not tens)")
+    parser.add_argument("--workers", type=int, default=None, help="pool size (default: CPU count)")
+    parser.add_argument("--skip", choices=("single", "pool"), action="append", default=[], help="leave a part out")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+
+    import torch
+
+    def log(msg: str) -> None:
+        print(f"[bench refit] {msg}", flush=True)
+
+    result: dict[str, Any] = {
+        "benchmark": "refit", "quick": args.quick, "started_at": time.time(),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version(), "platform": platform.platform()},
+    }
+    from jobs.pool import bounded_workers
+
+    with EmbeddedRedis() as server:
+        if "single" not in args.skip:
+            result["single"] = bench_single(server.url, "bench", sizes["single"], log)
+        if "pool" not in args.skip:
+            result["pool"] = bench_pool(server.url, "bench", sizes["pool"], bounded_workers(args.workers), log)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True))
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

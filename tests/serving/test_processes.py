@@ -1,0 +1,111 @@
+"""Across processes: ``bayesopt serve`` under gunicorn, and the no-torch import contract."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.mmap_dict import MmapedDict
+
+from param_store import EmbeddedRedis, ParamStore
+from serving import ServingClient
+from tests.serving.conftest import launch, member_ids
+
+T0 = 1_700_000_000.0
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(redis_url: str, namespace: str, workers: int, tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    metrics_dir = tmp / f"metrics-{port}"
+    metrics_dir.mkdir()
+    env = {**os.environ, "REDIS_URL": redis_url, "BAYESOPT_NAMESPACE": namespace, "BAYESOPT_HOME": str(tmp),
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    cmd = [sys.executable, "-m", "jobs.cli", "serve", "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--poll-interval", "0.5"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(proc: subprocess.Popen, url: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"bayesopt serve exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if requests.get(f"{url}/v1/ready", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("bayesopt serve did not become ready")
+
+
+@pytest.fixture
+def two_servers(redis_server: EmbeddedRedis, namespace: str, store: ParamStore, tmp_path: Path) -> Iterator[list[str]]:
+    """Two ``bayesopt serve`` processes on the same store: two workers, then one."""
+    launch(store, "feed", [0.2, 0.1, 0.3, 0.15, 0.25], created_at=T0)
+    procs = [start_serve(redis_server.url, namespace, workers, tmp_path) for workers in (2, 1)]
+    try:
+        for proc, url in procs:
+            wait_ready(proc, url)
+        yield [url for _, url in procs]
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, _ in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.slow
+def test_same_member_same_arm_from_separate_worker_processes(two_servers: list[str], tmp_path: Path) -> None:
+    first, second = (ServingClient(url) for url in two_servers)
+    ids = member_ids(5000, "p")
+    at = T0 + 60
+    assert first.params_batch("feed", ids, at=at) == second.params_batch("feed", ids, at=at)
+    # Single requests spread over the first server's two workers (sync workers take turns on new connections).
+    for member in ids[:200]:
+        assert first.params("feed", member, at=at) == second.params("feed", member, at=at)
+    text = requests.get(f"{two_servers[0]}/metrics", timeout=5).text
+    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith('bayesopt_http_requests_total{endpoint="api.params",method="GET",status="200"}'))
+    assert total == 200, "metrics of both workers are aggregated"
+    port = two_servers[0].rsplit(":", 1)[1]
+    per_worker = [params_requests(path) for path in (tmp_path / f"metrics-{port}").glob("counter_*.db")]
+    assert sorted(per_worker)[-2] > 0, f"both workers of the first server answered ({per_worker})"
+
+
+def params_requests(path: Path) -> float:
+    """Successful single-member requests recorded in one worker's multiprocess metrics file."""
+    return sum(
+        value for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))
+        if "bayesopt_http_requests_total" in key and '"api.params"' in key and '"200"' in key
+    )
+
+
+def test_importing_serving_never_loads_torch() -> None:
+    code = (
+        "import sys, serving, serving.app, serving.client, serving.cache, serving.assignment, serving.wsgi, "
+        "jobs.commands.serve; from serving import create_app, ServingClient; "
+        "bad = sorted(m for m in ('torch', 'botorch', 'gpytorch', 'ax') if m in sys.modules); "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"importing serving loaded {result.stdout.strip()} {result.stderr[-500:]}"

@@ -309,9 +309,16 @@ class RankingWorld:
             "objectives": [{"metric": self.metric_names[0], "direction": "maximize"}],
             "guardrails": [{"metric": m, "lower": v, "relative": True} for m, v in rails.items()],
             "traffic": {"experiment_share": 1.0, "control_share": control_share},
-            "policy": {"max_arms": 12, "num_draws": 2000, "num_candidates": 512, "initial_arms": 8, **(policy or {})},
+            "policy": self._policy(policy or {}),
         }
         return ExperimentSpec.from_dict(doc)
+
+    @staticmethod
+    def _policy(overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Policy fields as in feed_example.yaml; the launch design never holds more arms than ``max_arms``."""
+        doc = {"max_arms": 12, "num_draws": 2000, "num_candidates": 512, **overrides}
+        doc.setdefault("initial_arms", max(1, min(8, int(doc["max_arms"]) - 1)))
+        return doc
 
     # -- ground truth for a spec (see simulations.oracle) ----------------------------------------------------
     def truth(self, spec: ExperimentSpec) -> Truth:

@@ -72,7 +72,9 @@ class AxPolicy:
     ) -> ParameterDistribution:
         k = min(self.max_trials or spec.policy.max_arms - 1, spec.policy.max_arms - 1)
         try:
-            import ax.api.client  # noqa: F401  (import first, so _quiet sees Ax's loggers)
+            with warnings.catch_warnings():  # import first, so that _quiet sees Ax's loggers
+                warnings.simplefilter("ignore")
+                import ax.api.client  # noqa: F401
 
             with _quiet():
                 points = self._suggest(spec, table, k, seed=seed + version)

@@ -154,7 +154,8 @@ def relative_effects(spec: ExperimentSpec, table: pd.DataFrame) -> pd.DataFrame:
     se2 = np.maximum(rows["std_error"].to_numpy() ** 2, SE_FLOOR / np.maximum(rows["count"].to_numpy(), 1.0) ** 2)
     rows = rows.assign(se2=se2)
     ctrl = rows[rows["arm_id"] == CONTROL_ARM_ID].groupby(["window", "metric"])[["mean", "se2"]].first()
-    arms = rows[rows["arm_id"] != CONTROL_ARM_ID].join(ctrl, on=["window", "metric"], rsuffix="_c", how="inner")
+    ctrl = ctrl.rename(columns={"mean": "mean_c", "se2": "se2_c"})
+    arms = rows[rows["arm_id"] != CONTROL_ARM_ID].join(ctrl, on=["window", "metric"], how="inner")
     level = arms["mean_c"].abs()
     arms = arms[level > LEVEL_EPS]
     level = level[level > LEVEL_EPS]

@@ -1,8 +1,8 @@
 """Adapter from the production policy (``bayesopt.policy.propose``) to :class:`ProposalPolicy`.
 
 ``method='constrained_ts'`` is our GP policy; ``method='utility_ts'`` is the LinkedIn-style utility, the same
-function with ``spec.policy.method`` switched. The adapter keeps the model's warm start between hours, as the
-refit job does.
+function with ``spec.policy.method`` switched. The adapter keeps the returned ``Proposal.model_state`` and passes
+it back as ``warm_start`` next hour, as the refit job does.
 """
 
 from __future__ import annotations
@@ -50,5 +50,6 @@ class GPPolicy:
         proposal = propose(
             spec, table, version=version, previous=previous, seed=seed, warm_start=self._warm_start, now=now
         )
-        self._warm_start = getattr(proposal, "warm_start", None)
+        # The fitted hyperparameters come back as ``model_state``; they are next hour's ``warm_start``.
+        self._warm_start = getattr(proposal, "model_state", None)
         return proposal.distribution

@@ -1,8 +1,8 @@
 """Per-arm diagnostics published with a distribution: predicted levels with 95% intervals, feasibility, p_best.
 
-An arm's predicted level of a metric is ``baseline + (delta(x) - delta(control))``; its mean and variance come
-from the exact joint posterior at ``[control, arms]`` (``var = v_x + v_c - 2 cov(x, c)``), not from the draws,
-so intervals are exact for the fitted model.
+An arm's predicted level of a metric is ``baseline + (delta(x) - delta(control))``; the difference's mean and
+variance come from the exact joint posterior at ``[control, arms]`` (``var = v_x + v_c - 2 cov(x, c)``), not from
+the draws, and the baseline's own standard error is added in quadrature.
 """
 
 from __future__ import annotations
@@ -61,11 +61,12 @@ def arm_diagnostics(
                            for i, a in enumerate(arm_ids)}
     for metric, model in models.items():
         mean, sd = level_posterior(model, X)
-        base = data[metric].baseline
+        base, base_se = data[metric].baseline, data[metric].baseline_se
+        half = Z95 * np.sqrt(sd**2 + base_se**2)  # k
         for i, a in enumerate(arm_ids):
             level = base + mean[i]
             out[a]["metrics"][metric] = {
-                "mean": _finite(level), "lower": _finite(level - Z95 * sd[i]), "upper": _finite(level + Z95 * sd[i]),
+                "mean": _finite(level), "lower": _finite(level - half[i]), "upper": _finite(level + half[i]),
             }
     return out
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from bayesopt.data import param_column
 from bayesopt.distribution import CONTROL_ARM_ID
+from bayesopt.errors import ModelFitError
 from bayesopt.lattice import to_unit
 from bayesopt.noise import row_variances
 from bayesopt.spec import ExperimentSpec
@@ -159,6 +160,7 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
     if online.empty:
         return PooledData({}, 0, dropped)
     online = online[online["metric"].isin(modelled_metrics(spec))].reset_index(drop=True)
+    check_finite(online)
     deltas, dropped["rows_without_control"] = window_deltas(spec, online)
     decay = window_decay(online["window"].to_numpy(), spec.policy.half_life_hours)
     decay_by_window = dict(zip(online["window"].to_numpy(), decay, strict=True))
@@ -186,6 +188,15 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
         )
         used += out[metric].num_rows
     return PooledData(out, used, dropped, int(online["window"].max()))
+
+
+def check_finite(table: pd.DataFrame) -> None:
+    """Raise :class:`ModelFitError` naming the first rows whose count, mean or standard error is not finite."""
+    values = table[["count", "mean", "std_error"]].to_numpy(float)
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        rows = table.loc[bad, ["window", "arm_id", "metric"]].head(5).to_dict("records")
+        raise ModelFitError(f"non-finite count, mean or std_error in {int(bad.sum())} row(s), e.g. {rows}")
 
 
 def _unit(spec: ExperimentSpec, deltas: pd.DataFrame, row: int) -> np.ndarray:

@@ -64,28 +64,32 @@ def simulate(
     noise_sd: Mapping[str, float] | None = None,
     time_effect: float = 0.0,
     arms_per_window: int | None = None,
-    control_shift: Mapping[str, float] | None = None,
+    schedule: Mapping[int, Sequence[str]] | None = None,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
     """An observation table of ``windows`` windows.
 
     Each window serves control plus ``arms_per_window`` arms (all by default), each to ``count`` members.
     ``mean`` metrics: outcomes ~ N(level, noise_sd^2); ``rate`` metrics: Bernoulli(level). Every arm's level in
-    window ``w`` is shifted by the same ``time_effect * sin(2 pi w / 24)`` (hour-of-day), and control's level by
-    ``control_shift[metric]`` on top of its truth.
+    window ``w`` is shifted by the same ``time_effect * sin(2 pi w / 24)`` (hour-of-day). ``schedule`` (window ->
+    arm ids) overrides which arms serve.
     """
     kinds = {m.name: m.kind for m in spec.metrics}
     noise_sd = noise_sd or {}
-    control_shift = control_shift or {}
     others = [a for a in arms if a != CONTROL_ARM_ID]
     rows = []
     for w in range(1, windows + 1):
-        served = others if arms_per_window is None else list(rng.choice(others, size=min(arms_per_window, len(others)), replace=False))
+        if schedule is not None:
+            served = list(schedule.get(w, ()))
+        elif arms_per_window is None:
+            served = others
+        else:
+            served = list(rng.choice(others, size=min(arms_per_window, len(others)), replace=False))
         offset = time_effect * np.sin(2 * np.pi * w / 24)
         for arm in [CONTROL_ARM_ID, *sorted(served)]:
             u = to_unit(spec, arms[arm])[None, :]
             for metric, truth in truths.items():
-                level = float(truth(u)[0]) + offset + (control_shift.get(metric, 0.0) if arm == CONTROL_ARM_ID else 0.0)
+                level = float(truth(u)[0]) + offset
                 rows.append(_stat(w, arm, metric, kinds[metric], level, count, noise_sd.get(metric, 1.0), rng))
     stats = pd.DataFrame(rows, columns=["version", "arm_id", "metric", "source", "count", "sum", "sum_sq"])
     return observation_table(spec, stats, arms)

@@ -1,0 +1,117 @@
+"""GP fitting (errors, warm start, JSON state) and the allocation steps (arm cap, control share, safety cap)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bayesopt.allocation import allocate, cap_arms, safety_cap, split_traffic
+from bayesopt.device import DTYPE, default_device, seeded
+from bayesopt.errors import ModelFitError
+from bayesopt.gp import fit_model, model_state, warm_entry
+from bayesopt.policy import propose
+from bayesopt.pooling import MetricData
+from tests.bayesopt.bo_worlds import lattice_arms, make_spec, simulate
+
+
+def _data(n: int = 30, seed: int = 0, **overrides) -> MetricData:
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, 2))
+    X[0] = 0.5
+    delta = np.sin(4 * X[:, 0]) - np.sin(2.0) + 0.05 * rng.standard_normal(n)
+    delta[0] = 0.0
+    fields = {"metric": "obj", "arm_ids": ["control"] + [f"a{i}" for i in range(1, n)], "X": X, "delta": delta,
+              "var": np.full(n, 0.0025), "baseline": 1.0, "baseline_se": 0.01, "num_rows": n}
+    fields.update(overrides)
+    return MetricData(**fields)
+
+
+def test_device_and_dtype_come_from_one_place() -> None:
+    model = fit_model(_data())
+    X = model.train_inputs[0]
+    assert X.dtype == DTYPE and X.device.type == default_device().type
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"delta": np.array([0.0, np.nan, 1.0])}, "non-finite means"),
+        ({"var": np.array([1e-4, -1.0, 1.0])}, "non-positive noise"),
+        ({"X": np.array([[0.5, 0.5], [np.inf, 0.1], [0.2, 0.2]])}, "non-finite inputs"),
+    ],
+)
+def test_degenerate_inputs_raise_model_fit_error(change: dict, message: str) -> None:
+    base = {"arm_ids": ["control", "a", "b"], "X": np.array([[0.5, 0.5], [0.1, 0.1], [0.2, 0.2]]),
+            "delta": np.array([0.0, 1.0, 2.0]), "var": np.array([1e-4, 1.0, 1.0]), "num_rows": 3}
+    with pytest.raises(ModelFitError, match=message) as info:
+        fit_model(_data(**{**base, **change}))
+    assert "'obj'" in str(info.value)
+
+
+def test_a_single_point_is_not_a_model() -> None:
+    with pytest.raises(ModelFitError, match="at least one other arm"):
+        fit_model(_data(n=1))
+
+
+def test_propose_refuses_non_finite_observations() -> None:
+    spec = make_spec()
+    arms = lattice_arms(spec, np.array([[0.1, 0.2], [0.8, 0.3]]))
+    table = simulate(spec, {"obj": lambda u: u[:, 0], "guard": lambda u: u[:, 1]}, arms, windows=2, count=50,
+                     rng=np.random.default_rng(0))
+    table.loc[table.index[3], "mean"] = np.inf
+    with pytest.raises(ModelFitError, match="non-finite"):
+        propose(spec, table, version=3)
+
+
+def test_model_state_is_plain_json_and_warm_start_reaches_the_same_fit() -> None:
+    data = _data(n=40)
+    with seeded(0):
+        cold = fit_model(data)
+    state = json.loads(json.dumps(model_state({"obj": cold})))
+    entry = warm_entry(state, "obj")
+    assert entry is not None and entry["d"] == 2
+    with seeded(0):
+        warm = fit_model(data, entry)
+    for (name, a), (_, b) in zip(cold.named_parameters(), warm.named_parameters(), strict=True):
+        np.testing.assert_allclose(a.detach().cpu().numpy(), b.detach().cpu().numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+    assert warm_entry({"version": 999, "metrics": state["metrics"]}, "obj") is None
+    assert warm_entry(state, "other") is None
+
+
+def test_cap_keeps_the_most_frequent_arms_ties_by_id() -> None:
+    ids = ["control", "g1", "g2", "g3", "g4"]
+    wins = np.array([5, 10, 30, 10, 0])
+    index, dropped = cap_arms(wins, ids, max_arms=3)
+    assert index.tolist() == [0, 2, 1]  # g2, then g1 before g3 on a tie
+    assert dropped == pytest.approx(10 / 55)
+
+
+def test_control_keeps_its_share_and_its_own_wins() -> None:
+    weights = split_traffic(np.array([10, 30, 60]), np.array([0, 1, 2]), control_share=0.2)
+    np.testing.assert_allclose(weights, [0.2 + 0.8 * 0.1, 0.8 * 0.3, 0.8 * 0.6])
+    only_control = split_traffic(np.array([0, 0]), np.array([0]), 0.2)
+    np.testing.assert_allclose(only_control, [1.0])
+
+
+def test_safety_cap_moves_excess_to_safe_arms_then_to_control() -> None:
+    weights = np.array([0.2, 0.4, 0.3, 0.1])
+    p_feas = np.array([0.0, 0.9, 0.2, 0.1])  # control is never capped, whatever its p_feasible
+    out, before, moved = safety_cap(weights, p_feas, threshold=0.5, max_unsafe=0.05)
+    assert before == pytest.approx(0.4) and moved == "safe_arms"
+    assert out[2] + out[3] == pytest.approx(0.05)
+    assert out[2] / out[3] == pytest.approx(3.0)
+    assert out[0] == pytest.approx(0.2) and out.sum() == pytest.approx(1.0)
+    out, _, moved = safety_cap(np.array([0.2, 0.5, 0.3]), np.array([1.0, 0.1, 0.3]), threshold=0.5, max_unsafe=0.05)
+    assert moved == "control" and out[0] == pytest.approx(0.95)
+
+
+def test_allocate_respects_max_arms_and_control_share() -> None:
+    spec = make_spec(max_arms=4, max_unsafe_share=1.0)
+    ids = ["control"] + [f"g{i}" for i in range(10)]
+    wins = np.arange(11)
+    alloc = allocate(spec, ids, wins, np.ones(11))
+    assert len(alloc.index) == 4 and alloc.index[0] == 0
+    assert alloc.weights.sum() == pytest.approx(1.0)
+    assert alloc.weights[0] >= spec.traffic.control_share

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from param_store.errors import InvalidTransitionError
 
 
-class ExperimentState(str, Enum):
+class ExperimentState(StrEnum):
     DRAFT = "draft"
     RUNNING = "running"
     PAUSED = "paused"

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import pkgutil
 
-import simulations
 from jobs.settings import Settings
 
 PREFIX = "bench_"
 
 
 def available() -> list[str]:
-    return sorted(m.name[len(PREFIX):] for m in pkgutil.iter_modules(simulations.__path__) if m.name.startswith(PREFIX))
+    """Benchmark names, found without importing ``simulations`` (production code paths never load it)."""
+    spec = importlib.util.find_spec("simulations")
+    paths = list(spec.submodule_search_locations or []) if spec else []
+    return sorted(m.name[len(PREFIX):] for m in pkgutil.iter_modules(paths) if m.name.startswith(PREFIX))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -165,13 +165,27 @@ def bench_pool(url: str, namespace: str, size: dict[str, int], workers: int, log
     names = [f"pool-{i:02d}" for i in range(size["experiments"])]
     for i, name in enumerate(names):
         History(store, bench_spec(name, **spec_size), size["arms"], seed=100 + i).add_windows(24)
-    options = RefitOptions(activation_delay_s=0.0)
-    t = time.perf_counter()
-    sequential = [refit_experiment(url, namespace, n, now=T0 + 24 * HOUR, options=options) for n in names]
-    sequential_s = time.perf_counter() - t
-    log(f"pool: {len(names)} refits one by one in {sequential_s:.1f} s")
-    store.redis.delete(*[store.keys.model_state(n) for n in names])  # the pool starts as cold as the sequential run
-    options = RefitOptions(activation_delay_s=0.0, force=True)  # the same period again, on purpose
+    import torch
+
+    def one_by_one(threads: int) -> tuple[float, list]:
+        """Every refit in this process, cold, for the same period (``force``), with ``threads`` torch threads."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            store.redis.delete(*[store.keys.model_state(n) for n in names])
+            t = time.perf_counter()
+            records = [refit_experiment(url, namespace, n, now=T0 + 24 * HOUR, options=options) for n in names]
+            return time.perf_counter() - t, records
+        finally:
+            torch.set_num_threads(before)
+
+    options = RefitOptions(activation_delay_s=0.0, force=True)
+    threads = torch.get_num_threads()
+    sequential_s, sequential = one_by_one(threads)
+    log(f"pool: {len(names)} refits one by one ({threads} torch threads) in {sequential_s:.1f} s")
+    single_thread_s, single_thread = one_by_one(1)
+    log(f"pool: {len(names)} refits one by one (1 torch thread) in {single_thread_s:.1f} s")
+    store.redis.delete(*[store.keys.model_state(n) for n in names])  # the pool starts as cold
     with RefitPool(workers) as pool:
         t = time.perf_counter()
         pool.warm_up()
@@ -184,14 +198,17 @@ def bench_pool(url: str, namespace: str, size: dict[str, int], workers: int, log
         "size": {**size, "metrics": 3, "parameters": 6, "windows": 24},
         "workers": pool.max_workers,
         "threads_per_worker": pool.threads_per_worker,
+        "sequential_torch_threads": threads,
         "sequential_s": sequential_s,
+        "sequential_1_thread_s": single_thread_s,
         "pool_s": pool_s,
         "pool_warm_up_s": warm_up_s,
         "speedup": sequential_s / pool_s,
+        "speedup_over_1_thread": single_thread_s / pool_s,
         "speedup_with_warm_up": sequential_s / (pool_s + warm_up_s),
-        "sequential_statuses": dict(Counter(r.status.value for r in sequential)),
-        "pool_statuses": dict(Counter(r.status.value for r in pooled)),
+        "statuses": dict(Counter(r.status.value for r in [*sequential, *single_thread, *pooled])),
         "mean_refit_s": {"sequential": float(np.mean([r.duration_s for r in sequential])),
+                         "sequential_1_thread": float(np.mean([r.duration_s for r in single_thread])),
                          "pool": float(np.mean([r.duration_s for r in pooled]))},
     }
 
@@ -202,16 +219,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run (minutes, not tens)")
     parser.add_argument("--workers", type=int, default=None, help="pool size (default: CPU count)")
     parser.add_argument("--skip", choices=("single", "pool"), action="append", default=[], help="leave a part out")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in this process (default: torch's own, usually one per core)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     def log(msg: str) -> None:
         print(f"[bench refit] {msg}", flush=True)
 
     result: dict[str, Any] = {
-        "benchmark": "refit", "quick": args.quick, "started_at": time.time(),
+        "benchmark": "refit", "quick": args.quick, "started_at": time.time(), "load_average_at_start": os.getloadavg(),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "python": platform.python_version(), "platform": platform.platform()},
     }
@@ -222,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             result["single"] = bench_single(server.url, "bench", sizes["single"], log)
         if "pool" not in args.skip:
             result["pool"] = bench_pool(server.url, "bench", sizes["pool"], bounded_workers(args.workers), log)
+    result["load_average_at_end"] = os.getloadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True))

@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", help="experiment name")
     p.add_argument("--all", action="store_true", help="refit every running experiment, in the process pool")
     p.add_argument("--workers", type=int, default=None, help="pool size with --all (default: CPU count)")
+    p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default: CPUs / workers)")
     p.add_argument("--force", action="store_true", help="refit even if spec, data and period are unchanged")
     p.add_argument("--json", action="store_true", help="print the run record(s) as JSON")
     _common(p)
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("scheduler", help="refit every running experiment on its cron schedule (run one per replica)")
     p.add_argument("--workers", type=int, default=None, help="refits in parallel (default: CPU count)")
+    p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default: CPUs / workers)")
     p.add_argument("--sync-seconds", type=float, default=60.0, help="how often to look for launched/paused experiments")
     p.add_argument("--run-for", type=float, default=None, help="stop after this many seconds (default: until signalled)")
     _common(p)
@@ -76,12 +78,14 @@ def cmd_refit(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     options = _options(args, once_per_period=False, force=args.force)
     if args.all:
-        from jobs.pool import refit_many
+        from jobs.pool import RefitPool, bounded_workers
         from param_store import ExperimentState
 
         store = settings.open_store()
         names = [n for n in store.list_experiments() if store.state(n) is ExperimentState.RUNNING]
-        records = refit_many(settings, None, names, max_workers=args.workers, policy=args.policy, options=options)
+        workers = min(bounded_workers(args.workers), max(1, len(names)))
+        with RefitPool(workers, threads_per_worker=args.threads_per_worker) as pool:
+            records = pool.refit_all(settings, None, names, policy=args.policy, options=options)
     else:
         if not args.json:
             print(f"refit {args.name}", flush=True)
@@ -103,8 +107,11 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from jobs.pool import RefitPool
+
     scheduler = RefitScheduler(
-        settings, None, max_workers=args.workers, policy=args.policy, options=_options(args),
+        settings, None, pool=RefitPool(args.workers, threads_per_worker=args.threads_per_worker),
+        policy=args.policy, options=_options(args),
         sync_seconds=args.sync_seconds, on_record=_print_record,
     )
     scheduler.start()

@@ -34,7 +34,7 @@ def test_two_schedulers_refit_each_experiment_exactly_once_per_period(
         observe(store, name)
     store.transition("exp-paused", ExperimentState.PAUSED)
     args = ["scheduler", "--period-seconds", str(PERIOD_S), "--sync-seconds", "1", "--workers", "1",
-            "--activation-delay", "0", "--lock-ttl", "20", "--policy", POLICY]
+            "--threads-per-worker", "1", "--activation-delay", "0", "--lock-ttl", "20", "--policy", POLICY]
     replicas = [CliProcess(args, cli_env(redis_server.url, namespace)) for _ in range(2)]
     try:
         for r in replicas:

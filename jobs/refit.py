@@ -139,12 +139,18 @@ class _Refit:
         self.timings: dict[str, float] = {}
         self.base: dict[str, Any] = {}
 
-    def finish(self, status: RunStatus, reason: Reason | None = None, message: str = "", **fields: Any) -> RunRecord:
+    def finish(
+        self, status: RunStatus, reason: Reason | None = None, message: str = "", *, done: Period | None = None,
+        **fields: Any,
+    ) -> RunRecord:
+        """Build the run's record; mark ``done`` first (a crash in between leaves no second record), then store it."""
         self.timings["total"] = time.time() - self.started
         record = RunRecord(
             experiment=self.name, status=status, reason=reason, message=message, started_at=self.started,
             ended_at=time.time(), timings=dict(self.timings), **{**self.base, **fields},
         )
+        if done is not None:
+            self._mark_done(done, record)
         if record.recorded:
             self.store.record_run(self.name, record.to_dict())
         return record
@@ -201,21 +207,22 @@ class _Refit:
         if skipped := self._idempotent_skip(inputs, period, fingerprint):
             return skipped
         if inputs.problems:
-            return self._mark_done(period, self.finish(
+            return self.finish(
                 RunStatus.KEPT, Reason.INVALID_DATA, "stored observations are broken; fix them, then refit",
-                problems=tuple(inputs.problems),
-            ))
+                problems=tuple(inputs.problems), done=period,
+            )
         if len(inputs.table) < spec.refit.min_observations:
-            return self._mark_done(period, self.finish(
+            return self.finish(
                 RunStatus.KEPT, Reason.INSUFFICIENT_DATA,
                 f"{len(inputs.table)} observation rows, refit.min_observations is {spec.refit.min_observations}",
-            ))
+                done=period,
+            )
         outcome = self._fit(inputs, period)
         if isinstance(outcome, RunRecord):
-            return self._mark_done(period, outcome)
+            return outcome
         dist = self._validate(inputs, period, outcome, fingerprint)
         if isinstance(dist, RunRecord):
-            return self._mark_done(period, dist)
+            return dist
         return self._publish(inputs, period, lease, outcome, dist)
 
     def _idempotent_skip(self, inputs: RefitInputs, period: Period, fingerprint: str) -> RunRecord | None:
@@ -247,10 +254,10 @@ class _Refit:
                 )
             except InsufficientDataError as exc:
                 st.detail = "not enough data"
-                return self.finish(RunStatus.KEPT, Reason.INSUFFICIENT_DATA, str(exc))
+                return self.finish(RunStatus.KEPT, Reason.INSUFFICIENT_DATA, str(exc), done=period)
             except Exception as exc:  # any policy failure keeps the current version
                 st.detail = "failed"
-                return self.finish(RunStatus.KEPT, Reason.FIT_FAILED, f"{type(exc).__name__}: {exc}")
+                return self.finish(RunStatus.KEPT, Reason.FIT_FAILED, f"{type(exc).__name__}: {exc}", done=period)
         policy_timings = {str(k): float(v) for k, v in (getattr(proposal, "timings", None) or {}).items()}
         for key, seconds in policy_timings.items():
             self.timings[f"policy.{key}"] = seconds
@@ -276,7 +283,7 @@ class _Refit:
             st.detail = f"{len(problems)} problems" if problems else "ok"
         if problems:
             return self.finish(RunStatus.KEPT, Reason.INVALID_DISTRIBUTION, "the proposal failed validation",
-                               problems=tuple(problems))
+                               problems=tuple(problems), done=period)
         return dist
 
     def _publish(self, inputs: RefitInputs, period: Period, lease: Lease, proposal: Any, dist: Any) -> RunRecord:
@@ -288,8 +295,8 @@ class _Refit:
             expected = None if inputs.previous is None else inputs.previous.version
             if current != expected:
                 st.detail = "superseded"
-                return self._mark_done(period, self.finish(
-                    RunStatus.KEPT, Reason.SUPERSEDED, f"version {current} was published while this refit ran"))
+                return self.finish(RunStatus.KEPT, Reason.SUPERSEDED, f"version {current} was published while this refit ran",
+                                   done=period)
             version = self.store.next_version(self.name)
             if version != dist.version:
                 dist = dist.replace(version=version)
@@ -298,8 +305,7 @@ class _Refit:
             if state:
                 self.store.save_model_state(self.name, version, state)
             st.detail = f"version {version}, valid from {time.strftime('%H:%M:%S', time.gmtime(dist.valid_from))} UTC"
-        record = self.finish(RunStatus.PUBLISHED, version=version, valid_from=dist.valid_from)
-        return self._mark_done(period, record)
+        return self.finish(RunStatus.PUBLISHED, version=version, valid_from=dist.valid_from, done=period)
 
 
 class _Stage:

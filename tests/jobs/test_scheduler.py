@@ -69,3 +69,29 @@ def _wait_for_runs(store: ParamStore, names: list[str], period: int, *, deadline
             time.sleep(1.0)  # a duplicate, if there were one, would land now
             return
         time.sleep(0.2)
+
+
+def test_sync_follows_launches_pauses_and_cron_changes(redis_server: EmbeddedRedis, store: ParamStore, namespace: str) -> None:
+    from jobs.pool import RefitPool
+    from jobs.scheduler import RefitScheduler
+    from tests.factories import make_spec
+
+    launch(store, "one")
+    launch(store, "two")
+    scheduler = RefitScheduler(redis_server.url, namespace, pool=RefitPool(1))
+    scheduler.scheduler.start(paused=True)  # jobs get their settings but never fire: no processes
+    scheduler.sync()
+    assert sorted(scheduler.scheduled()) == ["one", "two"]
+    job = scheduler.scheduler.get_job("refit:one")
+    assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 1800)
+    assert scheduler.scheduler.get_job("retry:one") is not None  # the catch-up run
+
+    store.transition("two", ExperimentState.PAUSED)
+    store.save_spec(make_spec("one", refit={"cron": "*/15 * * * *"}))
+    launch(store, "three")
+    scheduler.sync()
+    assert sorted(scheduler.scheduled()) == ["one", "three"]
+    assert scheduler.scheduled()["one"].cron == "*/15 * * * *"
+    assert scheduler.scheduler.get_job("refit:one").misfire_grace_time == 450
+    assert scheduler.scheduler.get_job("refit:two") is None
+    scheduler.shutdown(wait=False)

@@ -26,7 +26,7 @@ def params(name: str) -> Response:
     snapshot = ctx.cache.get(name)
     member_id = _member_id(request.args.get("member_id"), "member_id", ctx.config.max_member_id_length)
     assignment = snapshot.assign(member_id, request_time(request.args.get("at")))
-    ctx.metrics.assignments.labels(name, "true" if assignment.in_experiment else "false").inc()
+    ctx.metrics.count_assignments(name, 1 if assignment.in_experiment else 0, 1)
     return json_response({
         "experiment": name, "member_id": member_id, "version": assignment.version, "arm_id": assignment.arm_id,
         "values": assignment.values, "propensity": assignment.propensity,
@@ -48,11 +48,7 @@ def params_batch(name: str) -> Response:
                                  "request; split the batch", problems=[f"member_ids: more than {ctx.config.max_batch} ids"])
     member_ids = _member_ids(raw_ids, ctx.config.max_member_id_length)
     assignments = snapshot.assign_many(member_ids, request_time(doc.get("at")))
-    enrolled = sum(1 for a in assignments if a.in_experiment)
-    if enrolled:
-        ctx.metrics.assignments.labels(name, "true").inc(enrolled)
-    if enrolled < len(assignments):
-        ctx.metrics.assignments.labels(name, "false").inc(len(assignments) - enrolled)
+    ctx.metrics.count_assignments(name, sum(1 for a in assignments if a.in_experiment), len(assignments))
     return json_response({
         "experiment": name,
         "version": assignments[0].version,

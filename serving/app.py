@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import redis
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from bayesopt.errors import (
@@ -71,8 +73,7 @@ def create_app(config: ServingConfig, *, store: ParamStore | None = None) -> Fla
     app.register_blueprint(admin.blueprint)
     _register_ops(app)
     app.register_error_handler(Exception, handle_error)
-    app.before_request(_start_timer)
-    app.after_request(_record)
+    app.wsgi_app = _Instrumented(app.wsgi_app, metrics)  # type: ignore[method-assign]
     if config.warm_on_start:
         cache.warm_up()
     cache.start()
@@ -100,18 +101,29 @@ def handle_error(exc: Exception) -> Response:
     return json_response({"error": {"code": code, "message": message, "problems": problems or [message]}}, status=status)
 
 
-def _start_timer() -> None:
-    g.started = time.perf_counter()
+class _Instrumented:
+    """WSGI middleware: server time in a ``Server-Timing`` header, and request metrics by endpoint.
 
+    A middleware rather than Flask hooks because it is cheaper on the hot path; it reads the endpoint from the
+    request object werkzeug leaves in the environ, at the moment the response starts.
+    """
 
-def _record(response: Response) -> Response:
-    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    endpoint = request.endpoint or "unmatched"
-    metrics = context().metrics
-    metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
-    metrics.latency.labels(endpoint).observe(elapsed)
-    response.headers["Server-Timing"] = f"app;dur={elapsed * 1000:.3f}"
-    return response
+    def __init__(self, wsgi_app: Callable[..., Any], metrics: ServingMetrics) -> None:
+        self.wsgi_app = wsgi_app
+        self.metrics = metrics
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started = time.perf_counter()
+
+        def timed_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            elapsed = time.perf_counter() - started
+            headers.append(("Server-Timing", f"app;dur={elapsed * 1000:.3f}"))
+            req = environ.get("werkzeug.request")
+            endpoint = getattr(req, "endpoint", None) or "unmatched"
+            self.metrics.observe_request(endpoint, environ.get("REQUEST_METHOD", ""), status[:3], elapsed)
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, timed_start_response)
 
 
 def _register_ops(app: Flask) -> None:

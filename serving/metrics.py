@@ -7,6 +7,8 @@ them, whichever worker answers.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -49,6 +51,30 @@ class ServingMetrics:
         self.cache_loads = Counter(
             "bayesopt_cache_loads", "Snapshots loaded into a worker cache, by trigger.", ["trigger"], registry=r
         )
+
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._assignment_children: dict[str, tuple[Any, Any]] = {}
+
+    def observe_request(self, endpoint: str, method: str, status: str, elapsed_s: float) -> None:
+        """Count one request and its server time (label children cached: this runs on every request)."""
+        key = (endpoint, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children.setdefault(key, (self.requests.labels(*key), self.latency.labels(endpoint)))
+        children[0].inc()
+        children[1].observe(elapsed_s)
+
+    def count_assignments(self, experiment: str, enrolled: int, total: int) -> None:
+        """Count ``total`` assignments of which ``enrolled`` were in the experiment."""
+        children = self._assignment_children.get(experiment)
+        if children is None:
+            children = self._assignment_children.setdefault(
+                experiment, (self.assignments.labels(experiment, "true"), self.assignments.labels(experiment, "false"))
+            )
+        if enrolled:
+            children[0].inc(enrolled)
+        if total > enrolled:
+            children[1].inc(total - enrolled)
 
     def on_snapshot(self, experiment: str, snapshot: ServingSnapshot, trigger: str) -> None:
         self.cache_loads.labels(trigger).inc()

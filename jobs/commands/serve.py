@@ -11,6 +11,7 @@ import argparse
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from jobs.settings import Settings
@@ -47,31 +48,68 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    master, own_dir = os.getpid(), None
+    own_dir = None
     if not os.environ.get(MULTIPROC_ENV):
         own_dir = tempfile.mkdtemp(prefix="bayesopt-metrics-")
         os.environ[MULTIPROC_ENV] = own_dir  # before prometheus-client is imported (it reads this once)
+    config = _config(args, settings)
+
+    def load() -> Any:
+        from serving.app import create_app
+
+        return create_app(config)
+
+    options = gunicorn_options(bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,
+                               access_log=args.access_log)
+    return run_gunicorn(load, options, cleanup=own_dir)
+
+
+def gunicorn_options(*, bind: str, workers: int, threads: int = 1, timeout: int = DEFAULT_TIMEOUT_S,
+                     access_log: bool = False) -> dict[str, Any]:
+    """The gunicorn settings ``bayesopt serve`` uses (the serving benchmark runs its bare app with the same)."""
+    return {
+        "bind": bind,
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "timeout": timeout,
+        "accesslog": "-" if access_log else None,
+        "proc_name": "bayesopt-serve",
+    }
+
+
+def run_gunicorn(load: Callable[[], Any], options: dict[str, Any], *, cleanup: str | None = None) -> int:
+    """Run gunicorn in the foreground until it stops; ``load()`` builds the WSGI app in each worker after the fork.
+
+    ``cleanup`` is a directory the master removes on exit (forked workers leave through this frame too).
+    """
+    from gunicorn.app.base import BaseApplication
+    from prometheus_client import multiprocess
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if value is not None:
+                    self.cfg.set(key, value)
+            if os.environ.get(MULTIPROC_ENV):
+                self.cfg.set("child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid))
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1 shares one socket path per user
+                self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Any:
+            return load()
+
+    master = os.getpid()
     try:
-        config = _config(args, settings)
-        app = _gunicorn_app(config, {
-            "bind": args.bind,
-            "workers": args.workers,
-            "threads": args.threads,
-            "worker_class": "gthread" if args.threads > 1 else "sync",
-            "timeout": args.timeout,
-            "accesslog": "-" if args.access_log else None,
-            "proc_name": "bayesopt-serve",
-        })
-        try:
-            app.run()
-        except SystemExit as exc:
-            if os.getpid() != master:
-                raise  # a forked worker exiting through this frame: leave the cleanup to the master
-            return int(exc.code or 0)
-        return 0
+        Application().run()
+    except SystemExit as exc:
+        if os.getpid() != master:
+            raise  # a worker exiting: only the master returns from here
+        return int(exc.code or 0)
     finally:
-        if own_dir is not None and os.getpid() == master:
-            shutil.rmtree(own_dir, ignore_errors=True)
+        if cleanup is not None and os.getpid() == master:
+            shutil.rmtree(cleanup, ignore_errors=True)
+    return 0
 
 
 def _config(args: argparse.Namespace, settings: Settings) -> Any:
@@ -90,26 +128,3 @@ def _config(args: argparse.Namespace, settings: Settings) -> Any:
     if args.coupling_horizon is not None:
         options["coupling_horizon"] = args.coupling_horizon
     return ServingConfig(**options)
-
-
-def _gunicorn_app(config: Any, options: dict[str, Any]) -> Any:
-    from gunicorn.app.base import BaseApplication
-    from prometheus_client import multiprocess
-
-    class ServingApplication(BaseApplication):
-        """Gunicorn with our options and an app built in each worker (no preload: threads do not survive fork)."""
-
-        def load_config(self) -> None:
-            for key, value in options.items():
-                if value is not None:
-                    self.cfg.set(key, value)
-            self.cfg.set("child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid))
-            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1 shares one socket path per user
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Any:
-            from serving.app import create_app
-
-            return create_app(config)
-
-    return ServingApplication()

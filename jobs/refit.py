@@ -246,9 +246,11 @@ class _Refit:
     def _fit(self, inputs: RefitInputs, period: Period) -> Any:
         spec = inputs.spec
         previous = inputs.previous
+        with self.stage("import", "policy code"):  # seconds on a worker's first refit (torch), none after
+            policy = resolve_policy(self.policy)
         with self.stage("policy", "fit and sample") as st:
             try:
-                proposal = resolve_policy(self.policy)(
+                proposal = policy(
                     spec, inputs.table, version=(previous.version if previous else 0) + 1, previous=previous,
                     seed=_seed(spec.policy.seed, period), warm_start=inputs.warm_start, now=self.now,
                 )

@@ -26,7 +26,7 @@ def test_refit_prints_each_stage_and_status_shows_the_run(store: ParamStore, cap
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "refit feed"
     stages = [line.split()[0] for line in out[1:-1] if " s" in line and "..." not in line]
-    assert stages == ["load", "policy", "fit", "sample", "validate", "publish"]
+    assert stages == ["load", "import", "policy", "fit", "sample", "validate", "publish"]
     assert out[-1].startswith("feed: published version 2 in ")
 
     assert main(["status", "feed", "--json"]) == 0

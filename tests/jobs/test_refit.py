@@ -184,7 +184,7 @@ def test_progress_reports_every_stage_with_timings(store: ParamStore, refit) -> 
     events: list[tuple[str, bool]] = []
     refit(progress=lambda stage, seconds, detail: events.append((stage.strip(), seconds is not None)))
     finished = [stage for stage, done in events if done]
-    assert finished == ["load", "policy", "fit", "sample", "validate", "publish"]
+    assert finished == ["load", "import", "policy", "fit", "sample", "validate", "publish"]
 
 
 def test_an_unreachable_store_is_a_failed_run_not_an_exception(tmp_path) -> None:

@@ -136,6 +136,7 @@ class _Refit:
         self.policy = policy
         self.progress = progress or (lambda stage, seconds, detail: None)
         self.started = time.time()
+        self.cpu_started = time.process_time()
         self.timings: dict[str, float] = {}
         self.base: dict[str, Any] = {}
 
@@ -145,6 +146,7 @@ class _Refit:
     ) -> RunRecord:
         """Build the run's record; mark ``done`` first (a crash in between leaves no second record), then store it."""
         self.timings["total"] = time.time() - self.started
+        self.timings["cpu"] = time.process_time() - self.cpu_started  # of the whole process, all its threads
         record = RunRecord(
             experiment=self.name, status=status, reason=reason, message=message, started_at=self.started,
             ended_at=time.time(), timings=dict(self.timings), **{**self.base, **fields},

@@ -10,11 +10,59 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from bayesopt.errors import ObservationValidationError
-from serving.assignment import ServingSnapshot, canonical_member_id
+from serving.assignment import Assignment, ServingSnapshot, canonical_member_id
 from serving.errors import BadRequestError, BatchTooLargeError
 from serving.http import context, json_response, read_json_object, request_time
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1/experiments")
+
+JSON = "application/json"
+#: The C string encoder behind ``json.dumps(str)``, without the call overhead (member ids are the only free text).
+_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+class _Fragments:
+    """Pre-serialised JSON pieces of one snapshot's responses: everything but the member id depends only on
+    (version, arm, enrolment), so each piece is encoded once per snapshot instead of once per member."""
+
+    def __init__(self, snapshot: ServingSnapshot) -> None:
+        self.experiment = _json_str(snapshot.experiment)
+        self._single: dict[tuple[int, str, bool], str] = {}
+        self._batch: dict[tuple[int, str, bool], str] = {}
+
+    def single(self, a: Assignment) -> str:
+        key = (a.version, a.arm_id, a.in_experiment)
+        piece = self._single.get(key)
+        if piece is None:
+            piece = self._single[key] = _dumps({"version": a.version, **_fields(a)})[1:]
+        return piece
+
+    def batch_item(self, a: Assignment) -> str:
+        key = (a.version, a.arm_id, a.in_experiment)
+        piece = self._batch.get(key)
+        if piece is None:
+            piece = self._batch[key] = _dumps(_fields(a))[1:]
+        return piece
+
+
+def _fields(a: Assignment) -> dict[str, Any]:
+    return {"arm_id": a.arm_id, "values": a.values, "propensity": a.propensity, "in_experiment": a.in_experiment,
+            "on_control": a.on_control}
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+
+
+_FRAGMENTS: weakref.WeakKeyDictionary[ServingSnapshot, _Fragments] = weakref.WeakKeyDictionary()
+
+
+def _fragments(snapshot: ServingSnapshot) -> _Fragments:
+    fragments = _FRAGMENTS.get(snapshot)
+    if fragments is None:
+        fragments = _FRAGMENTS.setdefault(snapshot, _Fragments(snapshot))
+    return fragments
+
 
 #: Serialised distribution documents and their (unquoted) ETags, computed once per snapshot.
 _DOCUMENTS: weakref.WeakKeyDictionary[ServingSnapshot, tuple[bytes, str]] = weakref.WeakKeyDictionary()
@@ -27,11 +75,9 @@ def params(name: str) -> Response:
     member_id = _member_id(request.args.get("member_id"), "member_id", ctx.config.max_member_id_length)
     assignment = snapshot.assign(member_id, request_time(request.args.get("at")))
     ctx.metrics.count_assignments(name, 1 if assignment.in_experiment else 0, 1)
-    return json_response({
-        "experiment": name, "member_id": member_id, "version": assignment.version, "arm_id": assignment.arm_id,
-        "values": assignment.values, "propensity": assignment.propensity,
-        "in_experiment": assignment.in_experiment, "on_control": assignment.on_control,
-    })
+    fragments = _fragments(snapshot)
+    body = f'{{"experiment":{fragments.experiment},"member_id":{_json_str(member_id)},{fragments.single(assignment)}'
+    return Response(body, content_type=JSON)
 
 
 @blueprint.post("/<name>/params/batch")
@@ -49,15 +95,10 @@ def params_batch(name: str) -> Response:
     member_ids = _member_ids(raw_ids, ctx.config.max_member_id_length)
     assignments = snapshot.assign_many(member_ids, request_time(doc.get("at")))
     ctx.metrics.count_assignments(name, sum(1 for a in assignments if a.in_experiment), len(assignments))
-    return json_response({
-        "experiment": name,
-        "version": assignments[0].version,
-        "assignments": [
-            {"member_id": a.member_id, "arm_id": a.arm_id, "values": a.values, "propensity": a.propensity,
-             "in_experiment": a.in_experiment, "on_control": a.on_control}
-            for a in assignments
-        ],
-    })
+    fragments, encode = _fragments(snapshot), _json_str
+    items = ",".join([f'{{"member_id":{encode(a.member_id)},{fragments.batch_item(a)}' for a in assignments])
+    body = f'{{"experiment":{fragments.experiment},"version":{assignments[0].version},"assignments":[{items}]}}'
+    return Response(body, content_type=JSON)
 
 
 @blueprint.get("/<name>/distribution")

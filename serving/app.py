@@ -77,6 +77,7 @@ def create_app(config: ServingConfig, *, store: ParamStore | None = None) -> Fla
     if config.warm_on_start:
         cache.warm_up()
     cache.start()
+    metrics.start()
     return app
 
 

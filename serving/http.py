@@ -32,6 +32,7 @@ class ServingContext:
     def close(self) -> None:
         """Stop the cache's refresh threads and the store connection (tests; gunicorn just exits)."""
         self.cache.close()
+        self.metrics.stop()
         self.store.redis.close()
 
 

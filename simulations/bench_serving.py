@@ -39,8 +39,8 @@ EXPERIMENT = "feed_example"
 NAMESPACE = "bench"
 GOALS = {"params_vs_bare_rps": 0.8, "batch_1000_server_ms_p50": 10.0, "local_draws_per_s": 200_000}
 STARTUP_TIMEOUT_S = 60.0
-#: Requests the generator sends before measuring, per process (connection setup, worker warm-up).
-WARMUP_S = 0.5
+#: Seconds each generator process runs before measuring (connection setup, worker warm-up).
+WARMUP_S = 0.2
 
 
 def bare_app() -> Flask:
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the JSON result here too")
     p.add_argument("--duration", type=float, default=10.0,
                    help="seconds of load per endpoint, split into --rounds alternating slices (default 10)")
-    p.add_argument("--rounds", type=int, default=8, help="alternating slices per endpoint (default 8)")
+    p.add_argument("--rounds", type=int, default=20,
+                   help="alternating slices per endpoint; short slices pair up under drifting background load (default 20)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers of each server (default 2)")
     p.add_argument("--threads", type=int, default=1, help="threads per worker; > 1 uses gthread (default 1: sync)")
     p.add_argument("--concurrency", type=int, default=4, help="load generator processes (default 4)")

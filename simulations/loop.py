@@ -1,0 +1,432 @@
+"""The closed loop: the real store, the real serving app over HTTP and the real refit job, on a simulated clock.
+
+One run (:func:`run_closed_loop`) does, for a world, a spec and a policy:
+
+1. start a private embedded Redis (or use ``redis_url``), launch the world's spec into the store
+   (:func:`jobs.launch.launch_experiment`, version 1 = the launch design) and start the Flask app in a werkzeug
+   server thread on ``127.0.0.1:<free port>``;
+2. for every simulated hour ``h`` (the clock starts at :data:`DEFAULT_START`, midnight UTC):
+
+   - draw the hour's members: a Poisson number around ``world.traffic(hour)`` (it swings with the time of
+     day), distinct ids out of a fixed population, so members recur across hours;
+   - fetch their parameters through ``POST /v1/experiments/<name>/params/batch`` with ``at`` = the middle of
+     the simulated hour (sticky per member within the hour, as in production);
+   - simulate each member's session in the world with the parameters the server gave it;
+   - post per-(version, arm, metric) aggregates (count, sum, sum of squares) through
+     ``POST /v1/experiments/<name>/observations``;
+   - judge the distribution that was served by the world's truth (:func:`simulations.metrics.served_metrics`);
+   - run the real refit job (:func:`jobs.refit.refit_experiment`) with ``now`` = the end of the hour, fixed
+     one-hour periods and no activation delay, so the new version is in force from the next hour on; then wait
+     until the server's cache has it (publish announcement, or its poll).
+
+Policies: ``gp`` (our constrained Thompson sampling) and ``utility`` (the LinkedIn-style utility) run the
+refit job's own default policy, ``bayesopt.policy.propose``, with ``spec.policy.method`` set in the launched
+spec; the other baselines of :data:`simulations.baselines.POLICIES` are wrapped in :class:`BaselineRefitPolicy`,
+which the refit job calls like ``bayesopt.policy.propose``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from bayesopt.distribution import ParameterDistribution
+from bayesopt.spec import ExperimentSpec
+from simulations.metrics import HourMetrics, served_metrics
+from simulations.world import RankingWorld, make_world
+
+#: The simulated clock starts at 2024-01-01 00:00 UTC, so hour ``h`` of the run is hour ``h % 24`` of the day.
+DEFAULT_START = 1_704_067_200.0
+HOUR_S = 3600.0
+#: Policies run through the refit job's own ``bayesopt.policy.propose`` (with ``spec.policy.method`` set).
+GP_METHODS = {"gp": "constrained_ts", "utility": "utility_ts"}
+POLICY_NAMES = ("gp", "utility", "uniform", "ab_grid", "arm_ts", "ax")
+#: How long to wait for the serving cache to pick up a freshly published version.
+CACHE_WAIT_S = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopConfig:
+    """One closed-loop run.
+
+    Attributes:
+        policy: a name of :data:`POLICY_NAMES`.
+        seed: seeds the world (a different world per seed), the spec's policy seed and the traffic draws.
+        hours: simulated hours.
+        members_per_hour: mean members (one session each) per hour; the hour of day swings it by
+            ``traffic_amplitude`` (+-50% by default).
+        population: distinct member ids the hourly members are drawn from (default ``20 * members_per_hour``).
+        num_parameters: tuned weights of the world (2: share and apply weights, the feed example).
+        policy_overrides: fields of ``spec.policy`` (``num_draws``, ``num_candidates``, ``max_arms``, ...).
+        world_overrides: fields of :class:`~simulations.world.WorldConfig`.
+        name: the experiment name.
+        start: epoch seconds of the first simulated hour.
+        batch_size: member ids per batch request (the server allows 10,000).
+    """
+
+    policy: str = "gp"
+    seed: int = 0
+    hours: int = 24
+    members_per_hour: float = 3000.0
+    population: int | None = None
+    num_parameters: int = 2
+    policy_overrides: Mapping[str, Any] = field(default_factory=dict)
+    world_overrides: Mapping[str, Any] = field(default_factory=dict)
+    name: str = "sim_world"
+    start: float = DEFAULT_START
+    batch_size: int = 5000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.policy not in POLICY_NAMES:
+            problems.append(f"policy must be one of {', '.join(POLICY_NAMES)}, got {self.policy!r}")
+        if self.hours < 1:
+            problems.append(f"hours must be at least 1, got {self.hours}")
+        if not self.members_per_hour > 0:
+            problems.append(f"members_per_hour must be positive, got {self.members_per_hour}")
+        if problems:
+            raise ValueError("invalid LoopConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["policy_overrides"] = dict(self.policy_overrides)
+        doc["world_overrides"] = dict(self.world_overrides)
+        return doc
+
+
+def build_world(config: LoopConfig) -> RankingWorld:
+    """The world of a run: seeded by ``config.seed``, ``members_per_hour`` sessions an hour on average."""
+    return make_world(
+        config.num_parameters, seed=config.seed, sessions_per_hour=float(config.members_per_hour),
+        **dict(config.world_overrides),
+    )
+
+
+def build_spec(world: RankingWorld, config: LoopConfig) -> ExperimentSpec:
+    """The world's spec with the run's policy seed, overrides and (for ``gp``/``utility``) method."""
+    policy = {"seed": config.seed, **dict(config.policy_overrides)}
+    if config.policy in GP_METHODS:
+        policy["method"] = GP_METHODS[config.policy]
+    return world.spec(config.name, policy=policy)
+
+
+# -- policies for the refit job ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BaselineProposal:
+    """What the refit job reads from a policy's answer (the shape of ``bayesopt.policy.Proposal``)."""
+
+    distribution: ParameterDistribution
+    model_state: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    num_observations: int = 0
+
+
+class BaselineRefitPolicy:
+    """A :class:`~simulations.baselines.ProposalPolicy` as the refit job's policy callable.
+
+    The refit job calls ``policy(spec, table, *, version, previous, seed, warm_start, now)``; baselines keep
+    their own state (fixed grids, arm sets) in the instance, so one instance serves one whole run.
+    """
+
+    def __init__(self, name: str, **options: Any) -> None:
+        from simulations.baselines import make_policy
+
+        self.name = name
+        self.policy = make_policy(name, **options)
+
+    def __call__(
+        self, spec: ExperimentSpec, table: Any, *, version: int, previous: ParameterDistribution | None, seed: int,
+        warm_start: Any = None, now: float,
+    ) -> BaselineProposal:
+        t0 = time.perf_counter()
+        dist = self.policy.propose(spec, table, version=version, previous=previous, seed=seed, now=now)
+        seconds = time.perf_counter() - t0
+        return BaselineProposal(dist, {}, {"total": seconds}, 0 if table is None else len(table))
+
+
+def refit_policy(name: str) -> Callable[..., Any] | str:
+    """The policy argument of ``refit_experiment`` for policy ``name``."""
+    if name in GP_METHODS:
+        from jobs.refit import DEFAULT_POLICY
+
+        return DEFAULT_POLICY
+    return BaselineRefitPolicy(name)
+
+
+# -- the serving app in a thread -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def serving_app(redis_url: str, namespace: str, *, poll_interval_s: float = 0.5) -> Iterator[str]:
+    """The real Flask app on werkzeug's threaded server at ``127.0.0.1:<free port>``; yields its base URL."""
+    import logging
+
+    from werkzeug.serving import make_server
+
+    from serving import ServingConfig, create_app
+    from serving.http import EXTENSION_KEY
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
+    app = create_app(ServingConfig(redis_url=redis_url, namespace=namespace, poll_interval_s=poll_interval_s))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                              name="closed-loop-serving")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        app.extensions[EXTENSION_KEY].close()
+
+
+@contextlib.contextmanager
+def redis_url_for(redis_url: str | None) -> Iterator[str]:
+    """``redis_url`` itself, or a private embedded Redis for the duration."""
+    if redis_url:
+        yield redis_url
+        return
+    from param_store import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+# -- records -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HourRecord:
+    """One simulated hour: what was served, what came back, what the refit did, what it was worth.
+
+    ``metrics`` judges the distribution served during the hour; ``arms`` lists its arms with weights and
+    the members each actually got; ``refit`` is the refit job's run record, summarised.
+    """
+
+    step: int
+    time: float
+    hour_of_day: float
+    version: int
+    members: int
+    rows_posted: int
+    outcomes_posted: float
+    arms: list[dict[str, Any]]
+    metrics: HourMetrics
+    cumulative_regret: float
+    cumulative_relative_regret: float
+    refit: dict[str, Any]
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {k: getattr(self, k) for k in (
+            "step", "time", "hour_of_day", "version", "members", "rows_posted", "outcomes_posted", "arms",
+            "cumulative_regret", "cumulative_relative_regret", "refit", "seconds")}
+        doc["metrics"] = self.metrics.to_dict()
+        return doc
+
+
+@dataclass
+class LoopResult:
+    """A whole run: its config, the truth it was judged by, and one :class:`HourRecord` per hour."""
+
+    config: LoopConfig
+    spec: ExperimentSpec
+    optimum: dict[str, Any]
+    control: dict[str, float]
+    hours: list[HourRecord]
+    wall_s: float = 0.0
+    final_version: int | None = None
+
+    def frame(self) -> Any:
+        """One row per hour: the :class:`HourRecord` scalars plus the flattened :class:`HourMetrics`."""
+        import pandas as pd
+
+        rows = []
+        for r in self.hours:
+            row = {k: v for k, v in r.to_dict().items() if not isinstance(v, (dict, list))}
+            row.update(r.metrics.to_dict())
+            row["refit_status"] = r.refit.get("status")
+            row["refit_s"] = r.refit.get("seconds")
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "spec": self.spec.to_dict(),
+            "optimum": self.optimum,
+            "control": self.control,
+            "wall_s": self.wall_s,
+            "final_version": self.final_version,
+            "hours": [r.to_dict() for r in self.hours],
+        }
+
+
+# -- the loop ------------------------------------------------------------------------------------------------------
+def _aggregate(
+    world: RankingWorld, assignments: list[Any], hour: float, rng: np.random.Generator
+) -> tuple[list[dict[str, Any]], dict[tuple[int, str], dict[str, Any]]]:
+    """Simulate every served member's session; per (version, arm, metric) rows and per-arm served counts."""
+    groups: dict[tuple[int, str], list[Any]] = {}
+    for a in assignments:
+        if a.in_experiment:
+            groups.setdefault((a.version, a.arm_id), []).append(a)
+    rows: list[dict[str, Any]] = []
+    served: dict[tuple[int, str], dict[str, Any]] = {}
+    for (version, arm_id), members in sorted(groups.items()):
+        values = members[0].values
+        outcomes = world.sample_sessions(world.points(values), len(members), hour, rng)
+        served[(version, arm_id)] = {"values": dict(values), "members": len(members)}
+        for metric, y in outcomes.items():
+            rows.append({"version": version, "arm_id": arm_id, "metric": metric, "source": "online",
+                         "count": len(members), "sum": float(y.sum()), "sum_sq": float(y @ y)})
+    return rows, served
+
+
+def _wait_for_version(client: Any, name: str, version: int, timeout_s: float = CACHE_WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = int(client.distribution(name)["version"])
+        if current >= version:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the serving cache still has version {current} of {name!r} {timeout_s} s after "
+                               f"version {version} was published")
+        time.sleep(0.02)
+
+
+def _refit_summary(record: Any) -> dict[str, Any]:
+    return {
+        "status": str(record.status.value), "reason": None if record.reason is None else str(record.reason.value),
+        "message": record.message, "version": record.version, "seconds": record.duration_s,
+        "policy_s": record.timings.get("policy"),
+        "fit_s": record.timings.get("policy.fit"), "sample_s": record.timings.get("policy.sample"), "problems": list(record.problems),
+    }
+
+
+def run_closed_loop(
+    config: LoopConfig,
+    *,
+    redis_url: str | None = None,
+    namespace: str | None = None,
+    progress: bool | Callable[[HourRecord], None] = True,
+    desc: str | None = None,
+    position: int | None = None,
+) -> LoopResult:
+    """Run the closed loop of ``config`` (see the module docstring); returns every hour's record.
+
+    ``redis_url`` None starts a private embedded Redis for the run; ``namespace`` defaults to a fresh one.
+    ``progress`` True shows a tqdm bar on stderr; a callable is called with each :class:`HourRecord` instead.
+    """
+    import uuid
+
+    from jobs.launch import launch_experiment
+    from jobs.refit import RefitOptions, refit_experiment
+    from param_store import ParamStore, make_client
+    from serving import ServingClient
+
+    started = time.perf_counter()
+    world = build_world(config)
+    spec = build_spec(world, config)
+    truth = world.truth(spec)
+    optimum = world.best_feasible(spec)
+    namespace = namespace or f"sim{uuid.uuid4().hex[:10]}"
+    rng = np.random.default_rng([config.seed, 7919])
+    population = int(config.population or max(1, round(20 * config.members_per_hour)))
+    policy = refit_policy(config.policy)
+    options = RefitOptions(period_seconds=int(HOUR_S), activation_delay_s=0.0, once_per_period=True)
+
+    bar = None
+    if progress is True:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.hours, desc=desc or f"{config.policy} seed {config.seed}", unit="h", file=sys.stderr,
+                   position=position, leave=position is None, dynamic_ncols=True)
+    records: list[HourRecord] = []
+    with redis_url_for(redis_url) as url:
+        store = ParamStore(make_client(url), namespace=namespace)
+        try:
+            launch_experiment(store, spec, now=config.start)
+            with serving_app(url, namespace) as base_url:
+                client = ServingClient(base_url, timeout_s=(5.0, 120.0))
+                cum, cum_rel = 0.0, 0.0
+                for step in range(config.hours):
+                    t_start = config.start + step * HOUR_S
+                    at = t_start + HOUR_S / 2
+                    hour = ((at - DEFAULT_START) / HOUR_S) % 24.0
+                    t0 = time.perf_counter()
+                    n = world.sample_traffic(hour, rng)
+                    ids = rng.choice(population, size=min(n, population), replace=False) if n else np.zeros(0, int)
+                    assignments: list[Any] = []
+                    for i in range(0, len(ids), config.batch_size):
+                        chunk = [f"m{int(m)}" for m in ids[i : i + config.batch_size]]
+                        assignments.extend(client.params_batch(spec.name, chunk, at=at))
+                    t1 = time.perf_counter()
+                    versions = {a.version for a in assignments}
+                    if len(versions) > 1:
+                        raise RuntimeError(f"hour {step}: members were served versions {sorted(versions)} at one instant")
+                    version = versions.pop() if versions else int(client.distribution(spec.name)["version"])
+                    rows, served = _aggregate(world, assignments, hour, rng)
+                    t2 = time.perf_counter()
+                    accepted = client.post_observations(spec.name, rows) if rows else 0
+                    t3 = time.perf_counter()
+                    dist = store.load_version(spec.name, version)
+                    metrics = served_metrics(world, spec, dist, hour)
+                    traffic = float(len(assignments))
+                    cum += metrics.regret * traffic
+                    cum_rel += metrics.relative_regret
+                    feasible = truth.feasible(truth.metrics(np.array(
+                        [[float(a.values[p]) for p in spec.parameter_names] for a in dist.arms])))
+                    arms = [
+                        {"arm_id": a.arm_id, "values": dict(a.values), "weight": a.weight,
+                         "members": served.get((version, a.arm_id), {}).get("members", 0), "feasible": bool(ok)}
+                        for a, ok in zip(dist.arms, feasible, strict=True)
+                    ]
+                    t4 = time.perf_counter()
+                    record = refit_experiment(store, namespace, spec.name, now=t_start + HOUR_S, policy=policy,
+                                              options=options)
+                    if record.status.value == "published" and record.version is not None:
+                        _wait_for_version(client, spec.name, record.version)
+                    t5 = time.perf_counter()
+                    hour_record = HourRecord(
+                        step=step, time=t_start, hour_of_day=hour, version=version, members=len(assignments),
+                        rows_posted=int(accepted),
+                        outcomes_posted=float(sum(r["count"] for r in rows if r["metric"] == world.metric_names[0])),
+                        arms=arms, metrics=metrics, cumulative_regret=cum, cumulative_relative_regret=cum_rel,
+                        refit=_refit_summary(record),
+                        seconds={"serve": t1 - t0, "simulate": t2 - t1, "observe": t3 - t2, "judge": t4 - t3,
+                                 "refit": t5 - t4},
+                    )
+                    records.append(hour_record)
+                    if bar is not None:
+                        bar.set_postfix_str(
+                            f"v{version} regret {100 * metrics.relative_regret:5.2f}% unsafe {100 * metrics.unsafe_share:4.1f}% "
+                            f"refit {record.status.value} {t5 - t4:.1f}s", refresh=False)
+                        bar.update(1)
+                    elif callable(progress):
+                        progress(hour_record)
+            final_version = store.current_version(spec.name)
+        finally:
+            if bar is not None:
+                bar.close()
+            store.redis.close()
+    control = dict(zip(world.metric_names, truth.control.tolist(), strict=True))
+    optimum_doc = {"arm_id": optimum.arm_id, "values": dict(optimum.values), "objective": optimum.objective,
+                   "relative": dict(optimum.relative), "metrics": dict(optimum.metrics)}
+    return LoopResult(config=config, spec=spec, optimum=optimum_doc, control=control, hours=records,
+                      wall_s=time.perf_counter() - started, final_version=final_version)
+
+
+def with_overrides(config: LoopConfig, **changes: Any) -> LoopConfig:
+    """``dataclasses.replace`` for :class:`LoopConfig` (policy overrides merged, not replaced)."""
+    if "policy_overrides" in changes:
+        changes["policy_overrides"] = {**dict(config.policy_overrides), **dict(changes["policy_overrides"])}
+    return replace(config, **changes)
+
+
+def hours_label(hours: float) -> str:
+    return "never" if not math.isfinite(hours) else f"{hours:.0f}"

@@ -83,13 +83,20 @@ def test_same_member_same_arm_from_separate_worker_processes(two_servers: list[s
     # Single requests spread over the first server's two workers (sync workers take turns on new connections).
     for member in ids[:200]:
         assert first.params("feed", member, at=at) == second.params("feed", member, at=at)
-    text = requests.get(f"{two_servers[0]}/metrics", timeout=5).text
-    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line.startswith('bayesopt_http_requests_total{endpoint="api.params",method="GET",status="200"}'))
+    deadline = time.monotonic() + 5  # each worker flushes its counts once per second
+    while (total := params_total(two_servers[0])) < 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert total == 200, "metrics of both workers are aggregated"
     port = two_servers[0].rsplit(":", 1)[1]
     per_worker = [params_requests(path) for path in (tmp_path / f"metrics-{port}").glob("counter_*.db")]
     assert sorted(per_worker)[-2] > 0, f"both workers of the first server answered ({per_worker})"
+
+
+def params_total(url: str) -> float:
+    """Successful single-member requests in the /metrics of one server (all its workers)."""
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    prefix = 'bayesopt_http_requests_total{endpoint="api.params",method="GET",status="200"}'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
 def params_requests(path: Path) -> float:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import redis
 
-from bayesopt.spec import NAME_PATTERN
+from bayesopt.spec import NAME_PATTERN, ExperimentSpec
 from param_store import ExperimentNotFoundError, ParamStore, VersionWatcher
 from serving.assignment import COUPLED_MODE, ServingSnapshot
 from serving.config import ServingConfig
@@ -88,7 +88,7 @@ class DistributionCache:
         state_raw, spec_raw = self._raw_state_and_spec([name])[0]
         if state_raw is None or spec_raw is None:
             raise ExperimentNotFoundError(f"no experiment named {name!r}")
-        spec = self.store.load_spec(name)
+        spec = ExperimentSpec.from_json(spec_raw.decode())
         history = self.store.history(name)
         start = self._tail_start(len(history), self.config.mode_for(name))
         tail = history[start:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import weakref
 from typing import Any
 
@@ -12,7 +13,7 @@ from flask import Blueprint, Response, request
 from bayesopt.errors import ObservationValidationError
 from serving.assignment import Assignment, ServingSnapshot, canonical_member_id
 from serving.errors import BadRequestError, BatchTooLargeError
-from serving.http import context, json_response, read_json_object, request_time
+from serving.http import context, json_response, query_params, read_json_object, request_time
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1/experiments")
 
@@ -72,8 +73,10 @@ _DOCUMENTS: weakref.WeakKeyDictionary[ServingSnapshot, tuple[bytes, str]] = weak
 def params(name: str) -> Response:
     ctx = context()
     snapshot = ctx.cache.get(name)
-    member_id = _member_id(request.args.get("member_id"), "member_id", ctx.config.max_member_id_length)
-    assignment = snapshot.assign(member_id, request_time(request.args.get("at")))
+    query = query_params()
+    member_id = _member_id(query.get("member_id"), "member_id", ctx.config.max_member_id_length)
+    at = query.get("at")
+    assignment = snapshot.assign(member_id, time.time() if at is None else request_time(at))
     ctx.metrics.count_assignments(name, 1 if assignment.in_experiment else 0, 1)
     fragments = _fragments(snapshot)
     body = f'{{"experiment":{fragments.experiment},"member_id":{_json_str(member_id)},{fragments.single(assignment)}'

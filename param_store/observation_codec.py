@@ -8,11 +8,13 @@ concurrent writers need no coordination beyond one MULTI per batch.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from bayesopt.observations import STAT_COLUMNS, ObservationStat
 from param_store.keys import FIELD_SEP, STAT_SUFFIXES, Keys
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def increments(stat: ObservationStat) -> list[tuple[str, float]]:
@@ -23,6 +25,8 @@ def increments(stat: ObservationStat) -> list[tuple[str, float]]:
 
 def decode(fields: Mapping[bytes, bytes]) -> pd.DataFrame:
     """A ``STAT_COLUMNS`` frame from the raw hash, sorted by version, arm, metric, source."""
+    import pandas as pd  # serving replicas never read observations back, so they need not load pandas
+
     rows: dict[tuple[int, str, str, str], list[float]] = {}
     position = {suffix: i for i, suffix in enumerate(STAT_SUFFIXES)}
     for raw_field, raw_value in fields.items():

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import redis
 
 from bayesopt.distribution import ParameterDistribution
@@ -29,6 +28,9 @@ from param_store.errors import (
 )
 from param_store.keys import Keys
 from param_store.state import ExperimentState, check_transition
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Refit run records kept per experiment (newest first); older ones are trimmed.
 MAX_RUN_RECORDS = 500

@@ -7,7 +7,6 @@ import json
 import time
 
 from bayesopt.distribution import ParameterDistribution
-from jobs.launch import launch_experiment
 from jobs.settings import Settings
 from param_store import ExperimentState, ParamStore
 
@@ -55,6 +54,8 @@ def format_distribution(dist: ParameterDistribution) -> str:
 
 
 def cmd_launch(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.launch import launch_experiment  # loads scipy; other commands start without it
+
     store = settings.open_store()
     dist = launch_experiment(store, args.spec)
     print(dist.to_json() if args.json else format_distribution(dist))

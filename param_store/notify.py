@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 #: Upper bound on how stale a cache can get when pub/sub is silent or down.
 DEFAULT_POLL_INTERVAL_S = 5.0
 RECONNECT_BACKOFF_S = 1.0
+SUBSCRIBE_TIMEOUT_S = 10.0
 
 
 class VersionWatcher:
@@ -74,8 +75,9 @@ class VersionWatcher:
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub = self.store.redis.pubsub()
                 pubsub.psubscribe(self.store.keys.channel_pattern)
+                self._await_subscription(pubsub)
                 self._listen(pubsub)
             except redis.RedisError as exc:
                 log.warning("pub/sub unavailable (%s); polling every %.1f s", exc, self.poll_interval_s)
@@ -87,6 +89,15 @@ class VersionWatcher:
                         pubsub.close()
                     except redis.RedisError:
                         pass
+
+    def _await_subscription(self, pubsub: redis.client.PubSub) -> None:
+        """Block until the server confirms the subscription, so the catch-up poll cannot miss a publish."""
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message and message.get("type") == "psubscribe":
+                return
+        raise redis.TimeoutError(f"no psubscribe confirmation within {SUBSCRIBE_TIMEOUT_S:.0f} s")
 
     def _listen(self, pubsub: redis.client.PubSub) -> None:
         self.poll_once()  # catch up on whatever was published before we subscribed

@@ -1,22 +1,27 @@
-"""Joint posterior draws over a fixed candidate set by pathwise (Matheron) conditioning.
+"""Joint posterior draws of one metric over a fixed candidate set: exact, or pathwise when that is cheaper.
 
-For a GP ``f`` with known noise ``Sigma`` (Wilson et al. 2020), a posterior draw at candidates ``X*`` is
+Both samplers share :class:`Conditioned`, the GP conditioned on its training data at ``N`` candidates
+(``K*n``, the Cholesky factor of ``Knn + Sigma``, the residual), which also gives exact marginals for screening.
+
+**Exact** (:class:`ExactSampler`): the ``N x N`` posterior covariance, its Cholesky factor, then ``mean + L z``;
+``N^3 / 3`` once plus ``c N^2`` per block of ``c`` draws.
+
+**Pathwise** (:class:`PathSampler`, Wilson et al. 2020): with ``F`` random Fourier features ``Phi`` of the kernel,
 
     f*|y = mu + Phi* w + K*n (Knn + Sigma)^{-1} (y - mu - Phi_n w - eps),    w ~ N(0, I_F), eps ~ N(0, Sigma)
 
-where ``Phi`` are ``F`` random Fourier features of the kernel (BoTorch's ``gen_kernel_features``). Per block
-of ``c`` draws this costs ``c N (F + n)`` multiply-adds instead of the ``c N^2`` of an exact joint draw after an
-``N x N`` Cholesky. ``K*n``, the Cholesky factor of ``Knn + Sigma`` and the posterior mean are computed once;
-each block draws a fresh feature map, so the feature approximation's error averages out across blocks instead
-of being shared by all ``s`` draws (random features are unbiased for the kernel, and the update is linear in
-the prior draw, so the mixture over maps has exactly the posterior covariance).
+at ``c N (F + n)`` per block. Each block draws a fresh feature map: random features are unbiased for the kernel
+and the update is linear in the prior draw, so the mixture over maps has exactly the posterior covariance,
+while one map alone misstates posterior variances by up to ~20% where data are dense. BoTorch's
+``draw_matheron_paths`` computes the same thing but broadcasts the ``n x n`` factor over the sample batch, which
+is an order of magnitude slower.
 
-BoTorch's own ``draw_matheron_paths`` computes the same thing but broadcasts the ``n x n`` factor over the
-sample batch; written out as below it is an order of magnitude faster.
+:func:`make_sampler` picks exact when ``N <= F + n`` (it is then no dearer, and has no approximation).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -26,56 +31,107 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 
 from bayesopt.gp import exact_linalg
 
-#: Random Fourier features per block (BoTorch's default); the prior part of a draw has error ~ 1/sqrt(F).
+#: Random Fourier features per map (BoTorch's default); one map's prior error is ~ 1/sqrt(F).
 NUM_FEATURES = 1024
 #: Bound on the memory of one block's ``c x N`` tensors, in bytes.
 BLOCK_BYTES = 256 * 2**20
-#: Draws that share one feature map. Random features are unbiased for the kernel, so a mixture over many maps
-#: converges to the exact posterior covariance while one map alone misstates posterior variances by ~20% where
-#: data are dense; a new map per 256 draws keeps that error near Monte Carlo noise for 10,000 draws at ~10%
-#: extra cost.
-DRAWS_PER_FEATURE_MAP = 256
+#: Draws that share one feature map (see the module docstring); also the block size of exact draws. Fewer
+#: draws per map make the mixture over maps converge faster to the exact covariance but recompute features
+#: (``N x F`` sines and cosines) more often.
+DRAWS_PER_FEATURE_MAP = 64
 
 
-class PathSampler:
-    """Draws of one metric's posterior at ``N`` fixed candidates, in the model's original (delta) units."""
+class Conditioned:
+    """One metric's GP conditioned on its data, at ``N`` candidates ``X`` (``N x d``); original units out."""
 
-    def __init__(self, model: SingleTaskGP, X: torch.Tensor, *, num_features: int = NUM_FEATURES) -> None:
-        """Precompute everything that does not depend on the draws.
-
-        Args:
-            model: a fitted single-output ``SingleTaskGP`` with fixed noise and ``Standardize``.
-            X: ``N x d`` candidates, in the model's input space.
-            num_features: random Fourier features per block of draws.
-        """
-        self.model, self.X, self.num_features = model, X, num_features
+    def __init__(self, model: SingleTaskGP, X: torch.Tensor) -> None:
+        self.model, self.X = model, X
         with torch.no_grad(), exact_linalg():
             self.train_X = model.train_inputs[0]  # n x d
-            y = model.train_targets  # n, standardised
             self.noise = model.likelihood.noise.detach().reshape(-1)  # n, standardised
             self.mu = model.mean_module.constant.detach().reshape(())
-            kernel = model.covar_module
-            knn = kernel(self.train_X).to_dense() + torch.diag(self.noise)
+            self.kernel = model.covar_module
+            knn = self.kernel(self.train_X).to_dense() + torch.diag(self.noise)
             self.chol = psd_safe_cholesky(knn)  # n x n
-            self.k_cross = kernel(X, self.train_X).to_dense()  # N x n
-            self.resid = y - self.mu  # n
+            self.k_cross = self.kernel(X, self.train_X).to_dense()  # N x n
+            self.resid = model.train_targets - self.mu  # n
+            self.alpha = torch.cholesky_solve(self.resid.unsqueeze(-1), self.chol).squeeze(-1)  # n
         tf = model.outcome_transform
         self.scale = tf.stdvs.detach().reshape(())
         self.shift = tf.means.detach().reshape(())
 
+    def subset(self, index: torch.Tensor) -> Conditioned:
+        """The same conditioning at candidates ``X[index]``."""
+        out = copy.copy(self)
+        out.X, out.k_cross = self.X[index], self.k_cross[index]
+        return out
+
+    def mean(self) -> torch.Tensor:
+        """``N`` posterior means, standardised."""
+        return self.mu + self.k_cross @ self.alpha
+
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Exact posterior means, variances and covariances with candidate 0, each ``N``, in original units."""
+        with torch.no_grad():
+            q = torch.linalg.solve_triangular(self.chol, self.k_cross.T, upper=False)  # n x N
+            prior_var = self.kernel(self.X, diag=True)  # N
+            prior_c0 = self.kernel(self.X, self.X[:1]).to_dense().squeeze(-1)  # N
+            var = (prior_var - (q * q).sum(0)).clamp_min(0.0)
+            cov0 = prior_c0 - q.T @ q[:, 0]
+            s2 = self.scale**2
+            return self.mean() * self.scale + self.shift, var * s2, cov0 * s2
+
+    def covariance(self) -> torch.Tensor:
+        """The exact ``N x N`` posterior covariance, standardised."""
+        with torch.no_grad(), exact_linalg():
+            q = torch.linalg.solve_triangular(self.chol, self.k_cross.T, upper=False)  # n x N
+            return self.kernel(self.X).to_dense() - q.T @ q
+
+
+class ExactSampler:
+    """Exact joint draws from ``N x N`` posterior covariance."""
+
+    def __init__(self, cond: Conditioned) -> None:
+        self.cond = cond
+        self.mean = cond.mean()  # N
+        self.root = psd_safe_cholesky(cond.covariance())  # N x N, jitter added only if needed
+
     def draw(self, num: int) -> torch.Tensor:
         """``num x N`` joint posterior draws (original units), using the global torch generator."""
         with torch.no_grad():
-            fmap = gen_kernel_features(self.model.covar_module, num_inputs=self.X.shape[-1], num_outputs=self.num_features)
-            phi_star = fmap(self.X)  # N x F
-            phi_n = fmap(self.train_X)  # n x F
-            w = torch.randn(self.num_features, num, dtype=self.X.dtype, device=self.X.device)  # F x c
-            eps = torch.randn(self.train_X.shape[0], num, dtype=self.X.dtype, device=self.X.device)
-            eps = eps * self.noise.sqrt().unsqueeze(-1)  # n x c
-            errors = self.resid.unsqueeze(-1) - phi_n @ w - eps  # n x c
-            v = torch.cholesky_solve(errors, self.chol)  # n x c
-            f = phi_star @ w + self.k_cross @ v  # N x c
-            return (self.mu + f).T * self.scale + self.shift  # c x N
+            z = torch.randn(self.root.shape[-1], num, dtype=self.mean.dtype, device=self.mean.device)  # N x c
+            f = self.mean.unsqueeze(-1) + self.root @ z  # N x c
+            return f.T * self.cond.scale + self.cond.shift
+
+
+class PathSampler:
+    """Pathwise joint draws with a fresh random-feature map per call."""
+
+    def __init__(self, cond: Conditioned, *, num_features: int = NUM_FEATURES) -> None:
+        self.cond, self.num_features = cond, num_features
+
+    def draw(self, num: int) -> torch.Tensor:
+        """``num x N`` joint posterior draws (original units), using the global torch generator."""
+        c = self.cond
+        with torch.no_grad():
+            fmap = gen_kernel_features(c.kernel, num_inputs=c.X.shape[-1], num_outputs=self.num_features)
+            phi_star = fmap(c.X)  # N x F
+            phi_n = fmap(c.train_X)  # n x F
+            w = torch.randn(self.num_features, num, dtype=c.X.dtype, device=c.X.device)  # F x c
+            eps = torch.randn(c.train_X.shape[0], num, dtype=c.X.dtype, device=c.X.device)
+            eps = eps * c.noise.sqrt().unsqueeze(-1)  # n x c
+            errors = c.resid.unsqueeze(-1) - phi_n @ w - eps  # n x c
+            v = torch.cholesky_solve(errors, c.chol)  # n x c
+            f = phi_star @ w + c.k_cross @ v  # N x c
+            return (c.mu + f).T * c.scale + c.shift  # c x N
+
+
+def make_sampler(cond: Conditioned, *, num_features: int = NUM_FEATURES) -> ExactSampler | PathSampler:
+    """Exact when ``N <= F + n`` (no dearer per draw than pathwise, and exact), pathwise otherwise."""
+    N, n = cond.X.shape[0], cond.train_X.shape[0]
+    if N <= num_features + n:
+        return ExactSampler(cond)
+    return PathSampler(cond, num_features=num_features)
 
 
 def block_size(num_candidates: int, num_metrics: int, num_draws: int) -> int:
@@ -84,16 +140,14 @@ def block_size(num_candidates: int, num_metrics: int, num_draws: int) -> int:
     return max(1, min(num_draws, DRAWS_PER_FEATURE_MAP, BLOCK_BYTES // per_draw))
 
 
-def joint_draws(
-    samplers: Sequence[PathSampler], num_draws: int, *, block: int | None = None
-) -> Iterator[torch.Tensor]:
+def joint_draws(samplers: Sequence[ExactSampler | PathSampler], num_draws: int, *, block: int | None = None) -> Iterator[torch.Tensor]:
     """Yield blocks of joint draws of all metrics: ``c x N x m`` tensors whose ``c`` sum to ``num_draws``.
 
     Metrics are modelled independently, so a joint draw is one draw of each metric's posterior.
     """
     if not samplers:
         return
-    N = samplers[0].X.shape[0]
+    N = samplers[0].cond.X.shape[0]
     block = block or block_size(N, len(samplers), num_draws)
     for start in range(0, num_draws, block):
         c = min(block, num_draws - start)

@@ -147,6 +147,8 @@ def build_distribution(
         "models": model_summary(models, pooled.metrics),
         "num_draws": result.num_draws,
         "num_candidates": len(cands),
+        "candidates_sampled": result.sampled,
+        "sampler": result.sampler,
         "draws_without_feasible": result.no_feasible,
         "unsafe_share_before_cap": alloc.unsafe_share,
         "safety_moved_to": alloc.moved_to,

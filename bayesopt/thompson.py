@@ -15,8 +15,9 @@ import torch
 from botorch.models import SingleTaskGP
 
 from bayesopt.device import as_tensor, default_device, to_numpy
-from bayesopt.paths import PathSampler, joint_draws
+from bayesopt.paths import NUM_FEATURES, Conditioned, joint_draws, make_sampler
 from bayesopt.pooling import MetricData
+from bayesopt.screening import screen
 from bayesopt.selection import Problem, guard_threshold, select
 from bayesopt.spec import ExperimentSpec
 
@@ -30,12 +31,16 @@ class SamplingResult:
         feasible: ``N`` number of draws in which each candidate met every guardrail.
         no_feasible: number of draws in which no candidate was feasible.
         num_draws: ``s``.
+        sampled: candidates that survived screening (the others have no wins and no feasibility counts).
+        sampler: ``exact`` or ``pathwise``.
     """
 
     wins: np.ndarray
     feasible: np.ndarray
     no_feasible: int
     num_draws: int
+    sampled: int = 0
+    sampler: str = ""
 
     @property
     def p_best(self) -> np.ndarray:
@@ -76,6 +81,8 @@ def thompson_sample(
     num_draws: int,
     *,
     block: int | None = None,
+    num_features: int = NUM_FEATURES,
+    screening: bool = True,
 ) -> SamplingResult:
     """Run ``num_draws`` draws of constrained (or utility) Thompson sampling over candidates ``X``.
 
@@ -86,20 +93,26 @@ def thompson_sample(
         X: ``N x d`` unit-cube candidates, control first.
         num_draws: ``s``.
         block: draws per block (default: bounded by memory, see :mod:`bayesopt.paths`).
+        num_features: random features per map when sampling pathwise.
+        screening: drop candidates that cannot win (:mod:`bayesopt.screening`) before drawing.
 
     Uses torch's global generator: wrap the call in :func:`bayesopt.device.seeded` for reproducibility.
     """
     metrics = list(models)
     problem = make_problem(spec, metrics, data, [metric_scale(models[m]) for m in metrics])
     Xt = as_tensor(X)
-    samplers = [PathSampler(models[m], Xt) for m in metrics]
+    conds = [Conditioned(models[m], Xt) for m in metrics]
     N = len(X)
+    keep = screen(problem, [c.marginals() for c in conds]) if screening else torch.arange(N, device=Xt.device)
+    samplers = [make_sampler(c.subset(keep), num_features=num_features) for c in conds]
     wins = torch.zeros(N, dtype=torch.long, device=Xt.device)
     feasible = torch.zeros(N, dtype=torch.long, device=Xt.device)
     no_feasible = 0
     for draws in joint_draws(samplers, num_draws, block=block):
-        winners, mask = select(draws, problem)
-        wins += torch.bincount(winners, minlength=N)
-        feasible += mask.sum(dim=0)
+        winners, mask = select(draws, problem)  # indices into keep
+        wins.index_add_(0, keep, torch.bincount(winners, minlength=len(keep)))
+        feasible.index_add_(0, keep, mask.sum(dim=0))
         no_feasible += int((~mask.any(dim=-1)).sum())
-    return SamplingResult(to_numpy(wins).astype(np.int64), to_numpy(feasible).astype(np.int64), no_feasible, num_draws)
+    kind = "pathwise" if any(type(s).__name__ == "PathSampler" for s in samplers) else "exact"
+    return SamplingResult(to_numpy(wins).astype(np.int64), to_numpy(feasible).astype(np.int64), no_feasible,
+                          num_draws, int(len(keep)), kind)

@@ -1,0 +1,95 @@
+"""Joint posterior draws and screening against the exact posterior (real GP fits, fixed seeds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from bayesopt.device import as_tensor, seeded
+from bayesopt.gp import fit_model, fit_models
+from bayesopt.paths import Conditioned, ExactSampler, PathSampler, make_sampler
+from bayesopt.pooling import MetricData, pool
+from bayesopt.screening import screen
+from bayesopt.thompson import make_problem, metric_scale, thompson_sample
+from tests.bayesopt.bo_worlds import lattice_arms, make_spec, simulate
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _conditioned(n: int = 40, N: int = 30, seed: int = 0) -> Conditioned:
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, 2))
+    X[0] = 0.5
+    delta = np.sin(5 * X[:, 0]) + X[:, 1] + 0.1 * rng.standard_normal(n)
+    delta -= delta[0]
+    data = MetricData("m", ["control"] + [f"a{i}" for i in range(1, n)], X, delta, np.full(n, 0.01), 0.0, 0.0, n)
+    with seeded(seed):
+        model = fit_model(data)
+    cand = rng.random((N, 2))
+    cand[0] = 0.5
+    return Conditioned(model, as_tensor(cand))
+
+
+def _moments(sampler, draws: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    with seeded(1):
+        f = torch.cat([sampler.draw(block) for _ in range(draws // block)]).numpy()
+    return f.mean(0), np.cov(f.T)
+
+
+@pytest.mark.parametrize("kind", ["exact", "pathwise"])
+def test_draws_match_the_exact_posterior_mean_and_covariance(kind: str) -> None:
+    """8,192 draws: the sample mean is within 5 standard errors of the posterior mean; the sample covariance
+    within 5 of its standard errors ``sqrt((S_ij^2 + S_ii S_jj) / s)`` of the exact one. Pathwise draws use 512
+    feature maps (blocks of 16), whose mixture has the exact covariance; with few maps the spread between maps
+    adds to the Monte Carlo error and this bound no longer holds."""
+    cond = _conditioned()
+    mean, var, _ = cond.marginals()
+    exact_cov = (cond.covariance() * cond.scale**2).numpy()
+    sampler = ExactSampler(cond) if kind == "exact" else PathSampler(cond)
+    draws = 8192
+    m, S = _moments(sampler, draws, 16)
+    np.testing.assert_array_less(np.abs(m - mean.numpy()), 5 * np.sqrt(var.numpy() / draws) + 1e-12)
+    se = np.sqrt((exact_cov**2 + np.outer(np.diag(exact_cov), np.diag(exact_cov))) / draws)
+    np.testing.assert_array_less(np.abs(S - exact_cov), 5 * se + 1e-12)
+
+
+def test_exact_when_no_dearer_pathwise_otherwise() -> None:
+    cond = _conditioned(n=10, N=30)
+    assert isinstance(make_sampler(cond, num_features=20), ExactSampler)  # 30 <= 20 + 10
+    assert isinstance(make_sampler(cond, num_features=2), PathSampler)  # 30 > 2 + 10
+    assert isinstance(make_sampler(cond.subset(torch.arange(12)), num_features=2), ExactSampler)
+
+
+def test_screened_out_candidates_almost_never_win_without_the_screen() -> None:
+    """The screen proves that in each draw the chance that some dropped candidate wins is at most 1e-3, so over
+    2,000 unscreened draws their wins are Binomial(2000, <= 1e-3): 10 or more has probability below 5e-5."""
+    spec = make_spec(2, num_draws=2000)
+    a = np.array([0.85, 0.6])
+    truths = {"obj": lambda u: 4 * (1 - ((u - a) ** 2).sum(1)), "guard": lambda u: 10 + (0.5 - u[:, 0])}
+    rng = np.random.default_rng(0)
+    arms = lattice_arms(spec, rng.random((60, 2)))
+    table = simulate(spec, truths, arms, windows=4, count=400, noise_sd={"obj": 0.5, "guard": 1.0}, rng=rng)
+    pooled = pool(spec, table)
+    with seeded(0):
+        models = fit_models(pooled.metrics)
+    X = np.vstack([[0.5, 0.5], rng.random((300, 2))])
+    metrics = list(models)
+    problem = make_problem(spec, metrics, pooled.metrics, [metric_scale(models[m]) for m in metrics])
+    keep = screen(problem, [Conditioned(models[m], as_tensor(X)).marginals() for m in metrics]).numpy()
+    assert 1 < len(keep) < len(X) // 2  # the screen does bite in this world
+    with seeded(1):
+        full = thompson_sample(models, pooled.metrics, spec, X, 2000, screening=False)
+        screened = thompson_sample(models, pooled.metrics, spec, X, 2000)
+    dropped = np.ones(len(X), dtype=bool)
+    dropped[keep] = False
+    assert full.wins[dropped].sum() < 10
+    assert screened.sampled == len(keep) and screened.wins[dropped].sum() == 0

@@ -134,10 +134,12 @@ def make_sampler(cond: Conditioned, *, num_features: int = NUM_FEATURES) -> Exac
     return PathSampler(cond, num_features=num_features)
 
 
-def block_size(num_candidates: int, num_metrics: int, num_draws: int) -> int:
-    """Draws per block so that a block's ``c x N x m`` values and temporaries fit :data:`BLOCK_BYTES`."""
+def block_size(num_candidates: int, num_metrics: int, num_draws: int, *, pathwise: bool = True) -> int:
+    """Draws per block: within :data:`BLOCK_BYTES` for the ``c x N x m`` values and temporaries, and at most
+    :data:`DRAWS_PER_FEATURE_MAP` when sampling pathwise."""
     per_draw = 8 * num_candidates * (num_metrics + 4)
-    return max(1, min(num_draws, DRAWS_PER_FEATURE_MAP, BLOCK_BYTES // per_draw))
+    cap = DRAWS_PER_FEATURE_MAP if pathwise else num_draws
+    return max(1, min(num_draws, cap, BLOCK_BYTES // per_draw))
 
 
 def joint_draws(samplers: Sequence[ExactSampler | PathSampler], num_draws: int, *, block: int | None = None) -> Iterator[torch.Tensor]:
@@ -148,7 +150,8 @@ def joint_draws(samplers: Sequence[ExactSampler | PathSampler], num_draws: int, 
     if not samplers:
         return
     N = samplers[0].cond.X.shape[0]
-    block = block or block_size(N, len(samplers), num_draws)
+    pathwise = any(isinstance(s, PathSampler) for s in samplers)
+    block = block or block_size(N, len(samplers), num_draws, pathwise=pathwise)
     for start in range(0, num_draws, block):
         c = min(block, num_draws - start)
         yield torch.stack([s.draw(c) for s in samplers], dim=-1)

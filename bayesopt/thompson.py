@@ -15,7 +15,7 @@ import torch
 from botorch.models import SingleTaskGP
 
 from bayesopt.device import as_tensor, default_device, to_numpy
-from bayesopt.paths import NUM_FEATURES, Conditioned, joint_draws, make_sampler
+from bayesopt.paths import NUM_FEATURES, Conditioned, PathSampler, joint_draws, make_sampler
 from bayesopt.pooling import MetricData
 from bayesopt.screening import screen
 from bayesopt.selection import Problem, guard_threshold, select
@@ -113,6 +113,6 @@ def thompson_sample(
         wins.index_add_(0, keep, torch.bincount(winners, minlength=len(keep)))
         feasible.index_add_(0, keep, mask.sum(dim=0))
         no_feasible += int((~mask.any(dim=-1)).sum())
-    kind = "pathwise" if any(type(s).__name__ == "PathSampler" for s in samplers) else "exact"
+    kind = "pathwise" if any(isinstance(s, PathSampler) for s in samplers) else "exact"
     return SamplingResult(to_numpy(wins).astype(np.int64), to_numpy(feasible).astype(np.int64), no_feasible,
                           num_draws, int(len(keep)), kind)

@@ -45,18 +45,21 @@ DEFAULT_MAX_TRIALS = 4
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence Ax's per-trial INFO logs and deprecation warnings for the duration of one proposal."""
+    # Ax's loggers set their own level to INFO when created (some only during the call), and its handlers hang
+    # on the "ax" logger: quieten both the loggers that exist and those handlers.
     names = ["ax", *(n for n in logging.root.manager.loggerDict if n.startswith("ax."))]
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
+    targets: list[logging.Logger | logging.Handler] = [logging.getLogger(n) for n in names]
+    targets += logging.getLogger("ax").handlers
+    levels = [t.level for t in targets]
+    for t in targets:
+        t.setLevel(max(t.level, logging.WARNING))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+        for t, level in zip(targets, levels, strict=True):
+            t.setLevel(level)
 
 
 @dataclass

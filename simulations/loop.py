@@ -48,7 +48,10 @@ DEFAULT_START = 1_704_067_200.0
 HOUR_S = 3600.0
 #: Policies run through the refit job's own ``bayesopt.policy.propose`` (with ``spec.policy.method`` set).
 GP_METHODS = {"gp": "constrained_ts", "utility": "utility_ts"}
-POLICY_NAMES = ("gp", "utility", "uniform", "ab_grid", "arm_ts", "ax")
+#: Named variants of a policy: (the policy, ``spec.policy`` fields it sets). ``gp_safe`` is our policy with the
+#: safety cap applied to every arm that is less than 90% sure to meet the guardrails (the default is 50%).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"gp_safe": ("gp", {"feasibility_threshold": 0.9})}
+POLICY_NAMES = ("gp", "gp_safe", "utility", "uniform", "ab_grid", "arm_ts", "ax")
 #: How long to wait for the serving cache to pick up a freshly published version.
 CACHE_WAIT_S = 30.0
 
@@ -66,6 +69,8 @@ class LoopConfig:
         population: distinct member ids the hourly members are drawn from (default ``20 * members_per_hour``).
         num_parameters: tuned weights of the world (2: share and apply weights, the feed example).
         policy_overrides: fields of ``spec.policy`` (``num_draws``, ``num_candidates``, ``max_arms``, ...).
+        baseline_options: per baseline name, keyword arguments of its factory (``make_policy(name, **options)``),
+            e.g. ``{"ax": {"max_trials": 5}}``.
         world_overrides: fields of :class:`~simulations.world.WorldConfig`.
         name: the experiment name.
         start: epoch seconds of the first simulated hour.
@@ -79,6 +84,7 @@ class LoopConfig:
     population: int | None = None
     num_parameters: int = 2
     policy_overrides: Mapping[str, Any] = field(default_factory=dict)
+    baseline_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     world_overrides: Mapping[str, Any] = field(default_factory=dict)
     name: str = "sim_world"
     start: float = DEFAULT_START
@@ -99,6 +105,7 @@ class LoopConfig:
         doc = asdict(self)
         doc["policy_overrides"] = dict(self.policy_overrides)
         doc["world_overrides"] = dict(self.world_overrides)
+        doc["baseline_options"] = {k: dict(v) for k, v in self.baseline_options.items()}
         return doc
 
 
@@ -111,10 +118,11 @@ def build_world(config: LoopConfig) -> RankingWorld:
 
 
 def build_spec(world: RankingWorld, config: LoopConfig) -> ExperimentSpec:
-    """The world's spec with the run's policy seed, overrides and (for ``gp``/``utility``) method."""
-    policy = {"seed": config.seed, **dict(config.policy_overrides)}
-    if config.policy in GP_METHODS:
-        policy["method"] = GP_METHODS[config.policy]
+    """The world's spec with the run's policy seed, overrides, variant fields and (``gp``/``utility``) method."""
+    base, variant = VARIANTS.get(config.policy, (config.policy, {}))
+    policy = {"seed": config.seed, **dict(config.policy_overrides), **variant}
+    if base in GP_METHODS:
+        policy["method"] = GP_METHODS[base]
     return world.spec(config.name, policy=policy)
 
 
@@ -152,13 +160,14 @@ class BaselineRefitPolicy:
         return BaselineProposal(dist, {}, {"total": seconds}, 0 if table is None else len(table))
 
 
-def refit_policy(name: str) -> Callable[..., Any] | str:
-    """The policy argument of ``refit_experiment`` for policy ``name``."""
-    if name in GP_METHODS:
+def refit_policy(name: str, **options: Any) -> Callable[..., Any] | str:
+    """The policy argument of ``refit_experiment`` for policy ``name`` (a variant runs its base policy)."""
+    base = VARIANTS.get(name, (name, {}))[0]
+    if base in GP_METHODS:
         from jobs.refit import DEFAULT_POLICY
 
         return DEFAULT_POLICY
-    return BaselineRefitPolicy(name)
+    return BaselineRefitPolicy(base, **options)
 
 
 # -- the serving app in a thread -----------------------------------------------------------------------------------
@@ -337,7 +346,7 @@ def run_closed_loop(
     namespace = namespace or f"sim{uuid.uuid4().hex[:10]}"
     rng = np.random.default_rng([config.seed, 7919])
     population = int(config.population or max(1, round(20 * config.members_per_hour)))
-    policy = refit_policy(config.policy)
+    policy = refit_policy(config.policy, **dict(config.baseline_options.get(config.policy, {})))
     options = RefitOptions(period_seconds=int(HOUR_S), activation_delay_s=0.0, once_per_period=True)
 
     bar = None

@@ -16,7 +16,7 @@ from pathlib import Path
 from jobs.settings import Settings
 
 #: Kept in step with ``simulations.loop.POLICY_NAMES`` (not imported here: the parser must stay light).
-POLICIES = ("gp", "utility", "uniform", "ab_grid", "arm_ts", "ax")
+POLICIES = ("gp", "gp_safe", "utility", "uniform", "ab_grid", "arm_ts", "ax")
 
 
 def policy_list(text: str) -> list[str]:
@@ -80,7 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", type=policy_list, default=["gp"],
                    help=f"policy, comma-separated policies, or all ({', '.join(POLICIES)}; default gp)")
     p.add_argument("--seeds", type=seed_list, default=[0], help="N (seeds 0..N-1), a-b, or a,b,c (default 1: seed 0)")
-    add_loop_arguments(p, hours=48, members=3000.0, num_draws=None, num_candidates=None)
+    add_loop_arguments(p, hours=48, members=30000.0, num_draws=1000, num_candidates=256)
+    p.add_argument("--ax-max-trials", type=int, default=None,
+                   help="arms Ax suggests per hour (default: max_arms - 1); fewer makes the ax baseline faster")
     p.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (default 1)")
     p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default CPUs / workers)")
     p.add_argument("--plots-per-run", action="store_true", help="also write each run's own plots (always with one run)")
@@ -94,7 +96,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     out = Path(args.out) if args.out else default_out("simulate")
     base = LoopConfig(hours=args.hours, members_per_hour=args.members_per_hour, num_parameters=args.num_parameters,
-                      policy_overrides=policy_overrides(args))
+                      policy_overrides=policy_overrides(args),
+                      baseline_options={"ax": {"max_trials": args.ax_max_trials}} if args.ax_max_trials else {})
     command = "bayesopt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["simulate"] else ""
     print(f"{len(args.policy)} policies x {len(args.seeds)} seeds, {args.hours} h, ~{args.members_per_hour:g} "
           f"members/h -> {out}", flush=True)

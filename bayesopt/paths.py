@@ -38,7 +38,7 @@ BLOCK_BYTES = 256 * 2**20
 #: Draws that share one feature map (see the module docstring); also the block size of exact draws. Fewer
 #: draws per map make the mixture over maps converge faster to the exact covariance but recompute features
 #: (``N x F`` sines and cosines) more often.
-DRAWS_PER_FEATURE_MAP = 64
+DRAWS_PER_FEATURE_MAP = 128
 
 
 class Conditioned:

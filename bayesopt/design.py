@@ -17,14 +17,14 @@ def initial_distribution(spec: ExperimentSpec, *, version: int = 1, now: float |
 
     Scrambled Sobol points fill the box ``control ± initial_radius`` (in unit coordinates, clipped to the cube);
     each is snapped to the lattice and duplicates are dropped, so fewer than ``initial_arms`` arms can result
-    on coarse lattices. The design is a pure function of the spec.
+    on coarse lattices. At most ``max_arms - 1`` arms join control. The design is a pure function of the spec.
     """
     d = len(spec.parameters)
     policy = spec.policy
     center = to_unit(spec, spec.control)
     sampler = qmc.Sobol(d, scramble=True, seed=policy.seed)
     n = 1 << max(0, (policy.initial_arms - 1).bit_length())  # Sobol balance wants a power of two
-    points = sampler.random(n)[: policy.initial_arms]
+    points = sampler.random(n)[: min(policy.initial_arms, policy.max_arms - 1)]
     lo = np.clip(center - policy.initial_radius, 0.0, 1.0)
     hi = np.clip(center + policy.initial_radius, 0.0, 1.0)
     unit = lo + points * (hi - lo)  # n x d

@@ -468,6 +468,8 @@ class _SpecParser:
         for key in positive:
             if getattr(p, key) < 1:
                 self.fail(f"policy.{key}", f"must be a positive integer, got {getattr(p, key)}")
+        if p.max_arms == 1:
+            self.fail("policy.max_arms", "must be at least 2: control plus one arm to explore")
         if p.grid_levels < 2:
             self.fail("policy.grid_levels", f"must be at least 2, got {p.grid_levels}")
         if not 0 < p.initial_radius <= 1:

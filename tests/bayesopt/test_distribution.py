@@ -119,3 +119,9 @@ def test_initial_design_is_on_the_lattice_around_control_and_deterministic() -> 
         # snapping moves a point by at most half a lattice step beyond the design box
         assert (abs(to_unit(spec, arm.values) - center) <= 0.25 + 0.5 / 32 + 1e-9).all()
     dist.validate_against(spec)
+
+
+def test_initial_design_respects_max_arms() -> None:
+    spec = make_spec(policy={"initial_arms": 8, "max_arms": 4})
+    dist = initial_distribution(spec, now=0.0)
+    assert len(dist.arms) <= 4 and dist.control_arm.weight == pytest.approx(spec.traffic.control_share)

@@ -292,17 +292,17 @@ def plot_traffic(frame: pd.DataFrame, doc: Mapping[str, Any], path: Path, *, tit
     unsafe = frame["unsafe_share"].to_numpy()
     control_share = frame["control_share"].to_numpy()
     safe = np.clip(1.0 - unsafe - control_share, 0.0, 1.0)
-    ax2.stackplot(frame["step"], control_share, safe, unsafe, colors=["#9e9e9e", "#66bb6a", "#e57373"],
-                  labels=["control", "arms meeting guardrails", "arms breaking a guardrail"], alpha=0.9)
+    ax2.stackplot(frame["step"], unsafe, safe, control_share, colors=["#e57373", "#66bb6a", "#9e9e9e"],
+                  labels=["arms breaking a guardrail", "arms meeting guardrails", "control"], alpha=0.9)
     bound = doc["spec"]["policy"]["max_unsafe_share"]
-    ax2.axhline(1 - bound, color="C3", ls="--", lw=1, label=f"max_unsafe_share = {bound:g}")
+    ax2.axhline(bound, color="black", ls="--", lw=1, label=f"max_unsafe_share = {bound:g}")
     ax3 = ax2.twinx()
     ax3.plot(frame["step"], frame["effective_arms"], color="black", lw=1.2, label="effective arms")
     ax3.set_ylabel("effective arms (exp entropy)")
     ax2.set(xlabel="simulated hour", ylabel="share of traffic", ylim=(0, 1), title="where the traffic went")
     h1, l1 = ax2.get_legend_handles_labels()
     h2, l2 = ax3.get_legend_handles_labels()
-    ax2.legend(h1 + h2, l1 + l2, loc="lower left", fontsize=8)
+    ax2.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8, framealpha=0.9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -20,7 +20,7 @@ from jobs.settings import Settings
 
 #: Sized to finish well under 5 minutes on 2 busy CPU cores (see docs/closed_loop.md for the measurement).
 DEMO_HOURS = 16
-DEMO_MEMBERS = 3000.0
+DEMO_MEMBERS = 30000.0
 DEMO_DRAWS = 1000
 DEMO_CANDIDATES = 256
 

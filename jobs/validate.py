@@ -24,9 +24,9 @@ def proposal_problems(
     if dist.spec_hash != spec.spec_hash:
         out.append(f"spec_hash: {dist.spec_hash!r} was fitted under another spec than the current {spec.spec_hash!r}")
     out += _control_problems(spec, dist)
-    cap = spec.policy.max_arms + 1  # the exploration arms plus control
+    cap = spec.policy.max_arms  # control counts as one of the arms, as in bayesopt.allocation
     if len(dist.arms) > cap:
-        out.append(f"arms: {len(dist.arms)} arms exceed the cap of policy.max_arms + control = {cap}")
+        out.append(f"arms: {len(dist.arms)} arms exceed policy.max_arms = {cap} (control included)")
     out += _guardrail_problems(spec, dist)
     out += _diagnostics_problems(dist.diagnostics)
     if previous is not None:

@@ -34,9 +34,10 @@ def test_control_must_stay_at_the_spec_values_and_share() -> None:
 
 
 def test_more_arms_than_the_cap_are_refused() -> None:
-    spec = make_spec(policy={"max_arms": 2, "num_draws": 500, "num_candidates": 128, "initial_arms": 2})
+    spec = make_spec(policy={"max_arms": 3, "num_draws": 500, "num_candidates": 128, "initial_arms": 2})
     dist = make_distribution(spec, 2, weights=[0.4, 0.2, 0.2, 0.2])
-    assert any("4 arms exceed the cap of policy.max_arms + control = 3" in p for p in proposal_problems(spec, dist))
+    assert any("4 arms exceed policy.max_arms = 3 (control included)" in p for p in proposal_problems(spec, dist))
+    assert not any("exceed" in p for p in proposal_problems(spec, make_distribution(spec, 2, weights=[0.4, 0.3, 0.3])))
 
 
 def test_traffic_on_probably_infeasible_arms_is_capped() -> None:

@@ -29,6 +29,7 @@ from botorch.models import SingleTaskGP
 from botorch.sampling.pathwise.features import gen_kernel_features
 from linear_operator.utils.cholesky import psd_safe_cholesky
 
+from bayesopt.device import SAMPLE_DTYPE
 from bayesopt.gp import exact_linalg
 
 #: Random Fourier features per map (BoTorch's default); one map's prior error is ~ 1/sqrt(F).
@@ -94,13 +95,13 @@ class ExactSampler:
     def __init__(self, cond: Conditioned) -> None:
         self.cond = cond
         self.mean = cond.mean()  # N
-        self.root = psd_safe_cholesky(cond.covariance())  # N x N, jitter added only if needed
+        self.root = psd_safe_cholesky(cond.covariance()).to(SAMPLE_DTYPE)  # N x N, jitter added only if needed
 
     def draw(self, num: int) -> torch.Tensor:
         """``num x N`` joint posterior draws (original units), using the global torch generator."""
         with torch.no_grad():
-            z = torch.randn(self.root.shape[-1], num, dtype=self.mean.dtype, device=self.mean.device)  # N x c
-            f = self.mean.unsqueeze(-1) + self.root @ z  # N x c
+            z = torch.randn(self.root.shape[-1], num, dtype=SAMPLE_DTYPE, device=self.mean.device)  # N x c
+            f = self.mean.unsqueeze(-1) + (self.root @ z).to(self.mean.dtype)  # N x c
             return f.T * self.cond.scale + self.cond.shift
 
 
@@ -109,6 +110,7 @@ class PathSampler:
 
     def __init__(self, cond: Conditioned, *, num_features: int = NUM_FEATURES) -> None:
         self.cond, self.num_features = cond, num_features
+        self.k_cross = cond.k_cross.to(SAMPLE_DTYPE)  # N x n
 
     def draw(self, num: int) -> torch.Tensor:
         """``num x N`` joint posterior draws (original units), using the global torch generator."""
@@ -122,8 +124,8 @@ class PathSampler:
             eps = eps * c.noise.sqrt().unsqueeze(-1)  # n x c
             errors = c.resid.unsqueeze(-1) - phi_n @ w - eps  # n x c
             v = torch.cholesky_solve(errors, c.chol)  # n x c
-            f = phi_star @ w + c.k_cross @ v  # N x c
-            return (c.mu + f).T * c.scale + c.shift  # c x N
+            f = phi_star.to(SAMPLE_DTYPE) @ w.to(SAMPLE_DTYPE) + self.k_cross @ v.to(SAMPLE_DTYPE)  # N x c
+            return (c.mu + f.to(c.X.dtype)).T * c.scale + c.shift  # c x N
 
 
 def make_sampler(cond: Conditioned, *, num_features: int = NUM_FEATURES) -> ExactSampler | PathSampler:

@@ -112,6 +112,12 @@ def summarize(result: Any) -> dict[str, Any]:
     }
 
 
+def _regret_floor(doc: Mapping[str, Any]) -> float:
+    """Relative regret (%) of serving the best feasible arm to everyone but control's fixed share."""
+    share = float(doc["spec"]["traffic"]["control_share"])
+    return 100 * share * float(doc["optimum"]["relative"][_objective_metric(doc)])
+
+
 def _objective_metric(doc: Mapping[str, Any]) -> str:
     return doc["spec"]["objectives"][0]["metric"]
 
@@ -172,15 +178,16 @@ def markdown_table(table: pd.DataFrame) -> str:
         cells = [POLICY_LABELS.get(row["policy"], row["policy"])]
         for key, _, decimals in TABLE_COLUMNS:
             mean, sd = row[f"{key}_mean"], row[f"{key}_sd"]
+            value = f"{mean:.{decimals}f}" + (f" ± {sd:.{decimals}f}" if row["seeds"] > 1 else "")
             if key == "hours_to_1pct":
                 reached = int(row["reached_1pct"])
-                cell = "never" if reached == 0 else f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
+                cell = "never" if reached == 0 else value
                 if 0 < reached < row["seeds"]:
                     cell += f" ({reached}/{row['seeds']} seeds)"
             elif key == "top_arm_lift_pct":
-                cell = f"{mean:.{decimals}f} ± {sd:.{decimals}f} ({int(row['top_arm_feasible'])}/{row['seeds']} feasible)"
+                cell = f"{value} ({int(row['top_arm_feasible'])}/{row['seeds']} feasible)"
             else:
-                cell = f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
+                cell = value
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -196,11 +203,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_regret(frame: pd.DataFrame, path: Path, *, title: str = "") -> Path:
+def plot_regret(frame: pd.DataFrame, path: Path, *, title: str = "", floor: float | None = None) -> Path:
+    """Regret per hour and cumulative; ``floor`` (%) marks what control's fixed share alone costs per hour."""
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(frame["step"], 100 * frame["relative_regret"], marker="o", ms=3)
+    ax1.plot(frame["step"], 100 * frame["relative_regret"], marker="o", ms=3, label="served mix")
     ax1.axhline(0, color="grey", lw=0.8)
+    if floor is not None:
+        ax1.axhline(floor, color="C2", ls=":", label=f"floor: control's fixed share ({floor:.2f}%)")
+        ax1.legend(fontsize=8)
     ax1.set(xlabel="simulated hour", ylabel="regret (% of control's objective)", title="regret per hour vs best feasible arm")
     ax2.plot(frame["step"], 100 * frame["relative_regret"].cumsum(), marker="o", ms=3, color="C3")
     ax2.set(xlabel="simulated hour", ylabel="cumulative regret (% x hours)", title="cumulative regret")
@@ -323,7 +334,7 @@ def write_run_report(result: Any, out_dir: str | Path) -> dict[str, Path]:
         "run": out / "run.json",
         "hours": out / "hours.csv",
         "summary": out / "summary.json",
-        "regret": plot_regret(frame, out / "regret.png", title=title),
+        "regret": plot_regret(frame, out / "regret.png", title=title, floor=_regret_floor(doc)),
         "metrics": plot_metrics(frame, doc, out / "metrics.png", title=title),
         "traffic": plot_traffic(frame, doc, out / "traffic.png", title=title),
     }
@@ -357,6 +368,9 @@ def plot_study(docs: Sequence[Mapping[str, Any]], path: Path, *, title: str = ""
             ax.plot(steps, Y.mean(axis=0), color=f"C{i}", label=f"{policy} ({len(frames)} seeds)", lw=2 if policy == "gp" else 1.2)
             ax.fill_between(steps, Y.min(axis=0), Y.max(axis=0), color=f"C{i}", alpha=0.12)
             ax.set(xlabel="simulated hour", title=label)
+    best = np.mean([100 * d["optimum"]["relative"][_objective_metric(d)] for d in docs])
+    axes[1].axhline(best, color="black", ls="--", lw=1, label=f"best feasible arm (mean {best:+.2f}%)")
+    axes[1].legend(fontsize=8)
     bound = 100 * docs[0]["spec"]["policy"]["max_unsafe_share"]
     axes[2].axhline(bound, color="black", ls="--", lw=1, label=f"max_unsafe_share ({bound:g}%)")
     for ax in axes:

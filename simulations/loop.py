@@ -28,6 +28,7 @@ which the refit job calls like ``bayesopt.policy.propose``.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sys
 import threading
@@ -110,11 +111,27 @@ class LoopConfig:
 
 
 def build_world(config: LoopConfig) -> RankingWorld:
-    """The world of a run: seeded by ``config.seed``, ``members_per_hour`` sessions an hour on average."""
-    return make_world(
-        config.num_parameters, seed=config.seed, sessions_per_hour=float(config.members_per_hour),
-        **dict(config.world_overrides),
-    )
+    """The world of a run: seeded by ``config.seed``, ``members_per_hour`` sessions an hour on average.
+
+    Worlds are deterministic in their config, so the last few are kept: a report on a run reuses the run's
+    world and the truth it cached (best feasible arm, metrics of the lattice) instead of recomputing them.
+    """
+    key = json.dumps([config.num_parameters, config.seed, float(config.members_per_hour),
+                      sorted(dict(config.world_overrides).items())], default=str)
+    world = _WORLDS.pop(key, None)
+    if world is None:
+        world = make_world(
+            config.num_parameters, seed=config.seed, sessions_per_hour=float(config.members_per_hour),
+            **dict(config.world_overrides),
+        )
+    _WORLDS[key] = world
+    while len(_WORLDS) > MAX_CACHED_WORLDS:
+        _WORLDS.pop(next(iter(_WORLDS)))
+    return world
+
+
+MAX_CACHED_WORLDS = 4
+_WORLDS: dict[str, RankingWorld] = {}
 
 
 def build_spec(world: RankingWorld, config: LoopConfig) -> ExperimentSpec:

@@ -274,9 +274,7 @@ def plot_traffic(frame: pd.DataFrame, doc: Mapping[str, Any], path: Path, *, tit
         truth = world.truth(spec)
         lo = [p["lower"] for p in doc["spec"]["parameters"]]
         hi = [p["upper"] for p in doc["spec"]["parameters"]]
-        gx, gy = np.linspace(lo[0], hi[0], 33), np.linspace(lo[1], hi[1], 33)
-        X, Y = np.meshgrid(gx, gy, indexing="xy")
-        M = truth.metrics(np.column_stack([X.ravel(), Y.ravel()]))
+        X, Y, M = _truth_map(truth, (lo[0], hi[0]), (lo[1], hi[1]))
         feasible = truth.feasible(M).reshape(X.shape)
         lift = 100 * truth.relative(M)[:, world.metric_names.index(_objective_metric(doc))].reshape(X.shape)
         ax1.pcolormesh(X, Y, feasible.astype(float), cmap=ListedColormap(["#f4d6d6", "#e3f1e3"]), shading="nearest",
@@ -320,6 +318,20 @@ def plot_traffic(frame: pd.DataFrame, doc: Mapping[str, Any], path: Path, *, tit
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+#: Points per axis of the feasibility map (the default lattice of a two-weight spec: 33 levels).
+MAP_POINTS = 33
+
+
+def _truth_map(truth: Any, xr: tuple[float, float], yr: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True metrics on a grid over two parameters, cached on the ``Truth`` object (worlds are reused)."""
+    cache = truth.__dict__.setdefault("_report_maps", {})
+    key = (xr, yr)
+    if key not in cache:
+        X, Y = np.meshgrid(np.linspace(*xr, MAP_POINTS), np.linspace(*yr, MAP_POINTS), indexing="xy")
+        cache[key] = (X, Y, truth.metrics(np.column_stack([X.ravel(), Y.ravel()])))
+    return cache[key]
 
 
 def write_run_report(result: Any, out_dir: str | Path) -> dict[str, Path]:

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", default="ab_grid",
                    help="comma-separated baselines run on the same world for comparison, or 'none' (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="world and traffic seed (default %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for the refits (default %(default)s: on a busy machine one thread is fastest)")
     add_loop_arguments(p, hours=DEMO_HOURS, members=DEMO_MEMBERS, num_draws=DEMO_DRAWS, num_candidates=DEMO_CANDIDATES)
     p.set_defaults(handler=cmd_demo)
 
@@ -43,6 +45,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from simulations.report import POLICY_LABELS, markdown_table, study_table, summarize, write_run_report
 
     started = time.perf_counter()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else default_out("demo")
     compare = [] if args.compare.strip().lower() in ("", "none") else [c.strip() for c in args.compare.split(",")]
     unknown = [c for c in compare if c not in POLICIES]

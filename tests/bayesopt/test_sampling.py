@@ -62,10 +62,10 @@ def test_draws_match_the_exact_posterior_mean_and_covariance(kind: str) -> None:
     np.testing.assert_array_less(np.abs(S - exact_cov), 5 * se + 1e-12)
 
 
-def test_exact_when_no_dearer_pathwise_otherwise() -> None:
+def test_exact_unless_pathwise_is_much_cheaper() -> None:
     cond = _conditioned(n=10, N=30)
-    assert isinstance(make_sampler(cond, num_features=20), ExactSampler)  # 30 <= 20 + 10
-    assert isinstance(make_sampler(cond, num_features=2), PathSampler)  # 30 > 2 + 10
+    assert isinstance(make_sampler(cond, num_features=20), ExactSampler)  # 30 <= 2 * (20 + 10)
+    assert isinstance(make_sampler(cond, num_features=2), PathSampler)  # 30 > 2 * (2 + 10)
     assert isinstance(make_sampler(cond.subset(torch.arange(12)), num_features=2), ExactSampler)
 
 

@@ -156,7 +156,7 @@ class ParameterDistribution:
             "control_arm_id": self.control_arm_id,
             "control_share": self.control_share,
             "arms": [a.to_dict() for a in self.arms],
-            "diagnostics": _plain(self.diagnostics),
+            "diagnostics": plain_json(self.diagnostics),
             "source_version": self.source_version,
         }
 
@@ -221,10 +221,10 @@ def normalize_weights(weights: Sequence[float]) -> list[float]:
     return out
 
 
-def _plain(value: Any) -> Any:
-    """Turn mapping proxies and tuples into JSON types."""
+def plain_json(value: Any) -> Any:
+    """Turn mapping proxies and tuples (recursively) into the dicts and lists ``json.dumps`` writes."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     return value

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from bayesopt.distribution import WEIGHT_SUM_TOLERANCE, ParameterDistribution
+from bayesopt.distribution import WEIGHT_SUM_TOLERANCE, ParameterDistribution, plain_json
 from bayesopt.spec import ExperimentSpec
 
 
@@ -76,7 +76,7 @@ def _guardrail_problems(spec: ExperimentSpec, dist: ParameterDistribution) -> li
 
 def _diagnostics_problems(diagnostics: Mapping[str, Any]) -> list[str]:
     try:
-        json.dumps(_plain(diagnostics), allow_nan=False)
+        json.dumps(plain_json(diagnostics), allow_nan=False)
     except (TypeError, ValueError) as exc:
         return [f"diagnostics: not storable as strict JSON ({exc})"]
     return []
@@ -89,11 +89,3 @@ def _previous_problems(dist: ParameterDistribution, previous: ParameterDistribut
     if dist.control_arm_id != previous.control_arm_id:
         out.append(f"control_arm_id: {dist.control_arm_id!r} differs from the previous {previous.control_arm_id!r}")
     return out
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

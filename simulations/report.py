@@ -35,7 +35,7 @@ TABLE_COLUMNS = (
     ("final_lift_pct", "final lift vs control (%)", 2),
     ("top_arm_lift_pct", "top arm lift (%)", 2),
     ("unsafe_after_launch_pct", "guardrail-breaking traffic (%)", 1),
-    ("worst_hour_unsafe_pct", "worst hour (%)", 1),
+    ("worst_hour_unsafe_pct", "worst hour after launch (%)", 1),
     ("hours_to_1pct", "hours to within 1%", 1),
 )
 POLICY_ORDER = ("gp", "gp_safe", "utility", "arm_ts", "ax", "ab_grid", "uniform")
@@ -381,8 +381,8 @@ def plot_study(docs: Sequence[Mapping[str, Any]], path: Path, *, title: str = ""
             ax.fill_between(steps, Y.min(axis=0), Y.max(axis=0), color=f"C{i}", alpha=0.12)
             ax.set(xlabel="simulated hour", title=label)
     best = np.mean([100 * d["optimum"]["relative"][_objective_metric(d)] for d in docs])
-    axes[1].axhline(best, color="black", ls="--", lw=1, label=f"best feasible arm (mean {best:+.2f}%)")
-    axes[1].legend(fontsize=8)
+    line = axes[1].axhline(best, color="black", ls="--", lw=1, label=f"best feasible arm (mean {best:+.2f}%)")
+    axes[1].legend(handles=[line], fontsize=8, loc="lower right")
     bound = 100 * docs[0]["spec"]["policy"]["max_unsafe_share"]
     axes[2].axhline(bound, color="black", ls="--", lw=1, label=f"max_unsafe_share ({bound:g}%)")
     for ax in axes:

@@ -38,9 +38,9 @@ TABLE_COLUMNS = (
     ("worst_hour_unsafe_pct", "worst hour after launch (%)", 1),
     ("hours_to_1pct", "hours to within 1%", 1),
 )
-POLICY_ORDER = ("gp", "gp_safe", "utility", "arm_ts", "ax", "ab_grid", "uniform")
+POLICY_ORDER = ("gp", "gp_loose", "utility", "arm_ts", "ax", "ab_grid", "uniform")
 POLICY_LABELS = {
-    "gp": "gp (ours: constrained TS)", "gp_safe": "gp_safe (ours, feasibility_threshold 0.9)", "utility": "utility (LinkedIn-style)", "arm_ts": "arm_ts (per-arm TS)",
+    "gp": "gp (ours: constrained TS)", "gp_loose": "gp_loose (ours, feasibility_threshold 0.5)", "utility": "utility (LinkedIn-style)", "arm_ts": "arm_ts (per-arm TS)",
     "ax": "ax (Ax default)", "ab_grid": "ab_grid (fixed A/B grid)", "uniform": "uniform",
 }
 WITHIN = 0.01

@@ -16,7 +16,7 @@ from pathlib import Path
 from jobs.settings import Settings
 
 #: Kept in step with ``simulations.loop.POLICY_NAMES`` (not imported here: the parser must stay light).
-POLICIES = ("gp", "gp_safe", "utility", "uniform", "ab_grid", "arm_ts", "ax")
+POLICIES = ("gp", "gp_loose", "utility", "uniform", "ab_grid", "arm_ts", "ax")
 
 
 def policy_list(text: str) -> list[str]:

@@ -41,7 +41,7 @@ def test_more_arms_than_the_cap_are_refused() -> None:
 
 
 def test_traffic_on_probably_infeasible_arms_is_capped() -> None:
-    spec = make_spec()  # max_unsafe_share 0.05, feasibility_threshold 0.5
+    spec = make_spec(policy={"max_unsafe_share": 0.05, "feasibility_threshold": 0.5})
     dist = make_distribution(spec, 2)
     diagnostics = {"arms": {"arm1": {"p_feasible": 0.2}, "arm2": {"p_feasible": 0.9}}}
     problems = proposal_problems(spec, dist.replace(diagnostics=diagnostics))

@@ -203,6 +203,18 @@ def _pyplot() -> Any:
     return plt
 
 
+
+def _save(plt: Any, fig: Any, axes: Any, path: Path, title: str) -> Path:
+    """Grid every panel, title the figure, write it to ``path`` and free it."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def plot_regret(frame: pd.DataFrame, path: Path, *, title: str = "", floor: float | None = None) -> Path:
     """Regret per hour and cumulative; ``floor`` (%) marks what control's fixed share alone costs per hour."""
     plt = _pyplot()
@@ -215,14 +227,7 @@ def plot_regret(frame: pd.DataFrame, path: Path, *, title: str = "", floor: floa
     ax1.set(xlabel="simulated hour", ylabel="regret (% of control's objective)", title="regret per hour vs best feasible arm")
     ax2.plot(frame["step"], 100 * frame["relative_regret"].cumsum(), marker="o", ms=3, color="C3")
     ax2.set(xlabel="simulated hour", ylabel="cumulative regret (% x hours)", title="cumulative regret")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, (ax1, ax2), path, title)
 
 
 def plot_metrics(frame: pd.DataFrame, doc: Mapping[str, Any], path: Path, *, title: str = "") -> Path:
@@ -247,14 +252,7 @@ def plot_metrics(frame: pd.DataFrame, doc: Mapping[str, Any], path: Path, *, tit
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(xlabel="simulated hour", ylabel="% change vs control" if g.get("relative") else m, title=f"guardrail: {m}")
         ax.legend(fontsize=8)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, axes, path, title)
 
 
 def plot_traffic(frame: pd.DataFrame, doc: Mapping[str, Any], path: Path, *, title: str = "") -> Path:

@@ -14,6 +14,9 @@ from tests.factories import make_distribution, make_spec
 WRITERS = 4
 READERS = 4
 PUBLISHES_PER_WRITER = 25
+#: Spreads the publishes over about a second, inside the readers' window however fast the machine is.
+PUBLISH_PAUSE_S = 0.04
+READ_SECONDS = 6.0
 INCREMENTERS = 8
 INCREMENTS_EACH = 200
 
@@ -30,6 +33,7 @@ def _writer(socket_path: str, namespace: str, seed: int) -> None:
     store = _store(socket_path, namespace)
     spec = store.load_spec("feed")
     for i in range(PUBLISHES_PER_WRITER):
+        time.sleep(PUBLISH_PAUSE_S)
         version = store.next_version("feed")
         share = 0.1 + 0.8 * ((seed * 31 + i) % 10) / 10  # content differs per publish
         dist = make_distribution(spec, version, weights=[0.2, share * 0.8, 0.8 - share * 0.8])
@@ -44,12 +48,14 @@ def _reader(socket_path: str, namespace: str, seconds: float, out: mp.Queue) -> 
     store = _store(socket_path, namespace)
     spec = store.load_spec("feed")
     seen, problems = [], []
+    seen.append(store.current("feed").version)
+    out.put(("ready", None, None))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         dist = store.current("feed")  # parses and validates the whole record
         problems += dist.problems(spec)
         seen.append(dist.version)
-    out.put((seen, problems))
+    out.put(("done", seen, problems))
 
 
 def test_concurrent_publishers_and_readers_see_whole_versions_in_order(redis_server: EmbeddedRedis, store: ParamStore) -> None:
@@ -58,14 +64,17 @@ def test_concurrent_publishers_and_readers_see_whole_versions_in_order(redis_ser
     store.publish(make_distribution(spec, store.next_version("feed")))
     queue: mp.Queue = CTX.Queue()
     sock, ns = str(redis_server.socket_path), store.keys.namespace
-    readers = [CTX.Process(target=_reader, args=(sock, ns, 6.0, queue)) for _ in range(READERS)]
+    readers = [CTX.Process(target=_reader, args=(sock, ns, READ_SECONDS, queue)) for _ in range(READERS)]
     writers = [CTX.Process(target=_writer, args=(sock, ns, s)) for s in range(WRITERS)]
-    for p in readers + writers:
+    for p in readers:
+        p.start()
+    assert all(queue.get(timeout=60)[0] == "ready" for _ in readers)  # writers start once every reader reads
+    for p in writers:
         p.start()
     for p in writers:
         p.join(120)
         assert p.exitcode == 0
-    results = [queue.get(timeout=60) for _ in readers]  # drain before joining, or a reader blocks on exit
+    results = [queue.get(timeout=60)[1:] for _ in readers]  # drain before joining, or a reader blocks on exit
     for p in readers:
         p.join(60)
         assert p.exitcode == 0

@@ -310,12 +310,7 @@ def plot_traffic(frame: pd.DataFrame, doc: Mapping[str, Any], path: Path, *, tit
     h1, l1 = ax2.get_legend_handles_labels()
     h2, l2 = ax3.get_legend_handles_labels()
     ax2.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8, framealpha=0.9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, (), path, title)  # a map and a stacked share: no grid
 
 
 #: Points per axis of the feasibility map (the default lattice of a two-weight spec: 33 levels).

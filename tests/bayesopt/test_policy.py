@@ -20,11 +20,9 @@ the lattice's half-diagonal ``sqrt(d) / 64 <= 0.03`` gives the 0.2 bound.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import qmc
 
 from bayesopt.diagnostics import level_posterior
@@ -36,16 +34,9 @@ from bayesopt.policy import Proposal, propose
 from bayesopt.pooling import pool
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, non_control, simulate, unit_of
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 OPTIMUM_RADIUS = 0.2
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small GP fits run several times faster on one thread when other suites share the two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _constrained_world(d: int, n_arms: int, *, level: float = 10.0, lower: float = -0.01, seed: int = 0, **policy):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -16,13 +14,7 @@ from bayesopt.screening import screen
 from bayesopt.thompson import make_problem, metric_scale, thompson_sample
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, simulate
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _conditioned(n: int = 40, N: int = 30, seed: int = 0) -> Conditioned:

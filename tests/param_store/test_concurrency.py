@@ -11,12 +11,12 @@ from param_store import ParamStore, VersionConflictError
 from param_store.embedded import EmbeddedRedis
 from tests.factories import make_distribution, make_spec
 
-WRITERS = 4
-READERS = 4
-PUBLISHES_PER_WRITER = 25
+WRITERS = 8
+READERS = 8
+PUBLISHES_PER_WRITER = 15
 #: Spreads the publishes over about a second, inside the readers' window however fast the machine is.
 PUBLISH_PAUSE_S = 0.04
-READ_SECONDS = 6.0
+READ_SECONDS = 10.0
 INCREMENTERS = 8
 INCREMENTS_EACH = 200
 

@@ -18,11 +18,11 @@ from bayesopt.errors import (
     ValidationError,
 )
 from bayesopt.observations import SOURCES, STAT_COLUMNS, ObservationStat, parse_rows
-from bayesopt.spec import ExperimentSpec, Guardrail, Metric, Objective, Parameter, Policy, Refit, Traffic
+from bayesopt.spec import ExperimentSpec, Guardrail, Metric, Objective, Parameter, PolicySettings, Refit, Traffic
 
 __all__ = [
     "CONTROL_ARM_ID", "SOURCES", "STAT_COLUMNS", "Arm", "BayesoptError", "DistributionValidationError",
     "ExperimentSpec", "Guardrail", "InsufficientDataError", "Metric", "ModelFitError", "Objective",
-    "ObservationStat", "ObservationValidationError", "ParameterDistribution", "Parameter", "Policy", "Refit",
+    "ObservationStat", "ObservationValidationError", "ParameterDistribution", "Parameter", "PolicySettings", "Refit",
     "SpecValidationError", "Traffic", "ValidationError", "normalize_weights", "parse_rows",
 ]

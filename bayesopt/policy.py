@@ -5,7 +5,7 @@
 - :mod:`bayesopt.pooling` (with :mod:`bayesopt.noise`): per-arm effects relative to control, pooled over windows;
 - :mod:`bayesopt.gp`: one GP per metric with known noise, warm-started;
 - :mod:`bayesopt.candidates`: lattice candidates (known arms, neighbours of the best, Sobol fill);
-- :mod:`bayesopt.thompson` (with :mod:`bayesopt.paths`, :mod:`bayesopt.selection`): joint draws and winners;
+- :mod:`bayesopt.thompson` (with :mod:`bayesopt.posterior_draws`, :mod:`bayesopt.selection`): joint draws and winners;
 - :mod:`bayesopt.allocation`: arm cap, control share, safety cap;
 - :mod:`bayesopt.diagnostics`: per-arm predictions.
 
@@ -25,7 +25,7 @@ from botorch.models import SingleTaskGP
 
 from bayesopt.allocation import Allocation, allocate
 from bayesopt.candidates import Candidates, build_candidates
-from bayesopt.design import initial_distribution
+from bayesopt.launch_design import initial_distribution
 from bayesopt.device import as_tensor, seeded, to_numpy
 from bayesopt.diagnostics import arm_diagnostics, model_summary
 from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights

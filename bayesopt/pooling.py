@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayesopt.data import param_column
+from bayesopt.observation_table import param_column
 from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.errors import ModelFitError
 from bayesopt.lattice import to_unit

@@ -99,7 +99,7 @@ class Refit:
 
 
 @dataclass(frozen=True)
-class Policy:
+class PolicySettings:
     """Modelling knobs for the constrained Thompson-sampling policy."""
 
     max_arms: int = 16
@@ -134,7 +134,7 @@ class ExperimentSpec:
     stickiness_seconds: int = DEFAULT_STICKINESS_SECONDS
     refit: Refit = field(default_factory=Refit)
     simulator_metrics: tuple[str, ...] = ()
-    policy: Policy = field(default_factory=Policy)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     description: str = ""
 
     @property
@@ -249,7 +249,7 @@ class _SpecParser:
         guardrails = self._guardrails(doc.get("guardrails", []), metric_names)
         traffic = self._section(doc.get("traffic", {}), "traffic", Traffic)
         refit = self._section(doc.get("refit", {}), "refit", Refit)
-        policy = self._section(doc.get("policy", {}), "policy", Policy)
+        policy = self._section(doc.get("policy", {}), "policy", PolicySettings)
         self._check_traffic(traffic)
         self._check_refit(refit)
         self._check_policy(policy)
@@ -465,7 +465,7 @@ class _SpecParser:
         if r.min_observations < 0:
             self.fail("refit.min_observations", f"must be >= 0, got {r.min_observations}")
 
-    def _check_policy(self, p: Policy) -> None:
+    def _check_policy(self, p: PolicySettings) -> None:
         positive = ("max_arms", "num_draws", "num_candidates", "initial_arms")
         for key in positive:
             if getattr(p, key) < 1:

@@ -15,7 +15,7 @@ import torch
 from botorch.models import SingleTaskGP
 
 from bayesopt.device import as_tensor, default_device, to_numpy
-from bayesopt.paths import NUM_FEATURES, Conditioned, PathSampler, joint_draws, make_sampler
+from bayesopt.posterior_draws import NUM_FEATURES, Conditioned, PathSampler, joint_draws, make_sampler
 from bayesopt.pooling import MetricData
 from bayesopt.screening import screen
 from bayesopt.selection import Problem, guard_threshold, select
@@ -92,7 +92,7 @@ def thompson_sample(
         spec: objectives, guardrails and ``policy.method``.
         X: ``N x d`` unit-cube candidates, control first.
         num_draws: ``s``.
-        block: draws per block (default: bounded by memory, see :mod:`bayesopt.paths`).
+        block: draws per block (default: bounded by memory, see :mod:`bayesopt.posterior_draws`).
         num_features: random features per map when sampling pathwise.
         screening: drop candidates that cannot win (:mod:`bayesopt.screening`) before drawing.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bayesopt.design import initial_distribution
+from bayesopt.launch_design import initial_distribution
 from bayesopt.distribution import ParameterDistribution
 from bayesopt.spec import ExperimentSpec
 from param_store import ExperimentState, ParamStore

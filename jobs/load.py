@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesopt.data import observation_table
+from bayesopt.observation_table import observation_table
 from bayesopt.distribution import ParameterDistribution
 from bayesopt.errors import ValidationError
 from bayesopt.observations import VARIANCE_TOLERANCE
@@ -31,7 +31,7 @@ class RefitInputs:
 
     Attributes:
         stats: the stored statistics, columns ``bayesopt.STAT_COLUMNS``, one row per (version, arm, metric, source).
-        table: the model table (``bayesopt.data.observation_table``).
+        table: the model table (``bayesopt.observation_table.observation_table``).
         arm_values: parameter values of every arm in ``stats``, from the versions it was served in.
         previous: the current distribution (None before the first publish).
         previous_refit: the refit bookkeeping stored with ``previous`` (``diagnostics["refit"]``), if any.

@@ -44,7 +44,7 @@ from linear_operator.operators import DenseLinearOperator
 from scipy.stats import qmc
 
 from bayesopt.candidates import build_candidates
-from bayesopt.data import observation_table
+from bayesopt.observation_table import observation_table
 from bayesopt.device import DTYPE, as_tensor, default_device, seeded
 from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.gp import exact_linalg, fit_models, model_state

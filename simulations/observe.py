@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from bayesopt.data import empty_stats, observation_table
+from bayesopt.observation_table import empty_stats, observation_table
 from bayesopt.distribution import ParameterDistribution
 from bayesopt.observations import STAT_COLUMNS
 from bayesopt.spec import ExperimentSpec
@@ -64,7 +64,7 @@ def expected_window(
 def window_table(
     spec: ExperimentSpec, windows: Iterable[tuple[ParameterDistribution, pd.DataFrame]]
 ) -> pd.DataFrame:
-    """The model table (:func:`bayesopt.data.observation_table`) of windows given as ``(served, stats)`` pairs."""
+    """The model table (:func:`bayesopt.observation_table.observation_table`) of windows given as ``(served, stats)`` pairs."""
     values: dict[str, Mapping[str, float]] = {}
     frames = []
     for distribution, stats in windows:

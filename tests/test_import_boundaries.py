@@ -22,7 +22,7 @@ def test_light_packages_do_not_load_torch(package: str) -> None:
 
 
 def test_bayesopt_core_talks_to_neither_redis_nor_flask() -> None:
-    loaded = _loaded_after("import bayesopt, bayesopt.design, bayesopt.data, bayesopt.lattice")
+    loaded = _loaded_after("import bayesopt, bayesopt.launch_design, bayesopt.observation_table, bayesopt.lattice")
     assert not loaded & {"redis", "flask", "param_store", "serving"}
 
 

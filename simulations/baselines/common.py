@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
-from bayesopt.data import param_column
+from bayesopt.observation_table import param_column
 from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights
 from bayesopt.lattice import lattice_arm
 from bayesopt.spec import ExperimentSpec
@@ -33,7 +33,7 @@ LEVEL_EPS = 1e-12
 class ProposalPolicy(Protocol):
     """The one interface a closed-loop runner calls every simulated hour.
 
-    ``propose`` reads the observation table (:func:`bayesopt.data.observation_table`, all windows so far) and
+    ``propose`` reads the observation table (:func:`bayesopt.observation_table.observation_table`, all windows so far) and
     returns the distribution to serve as ``version``; ``previous`` is the one served last (None at launch),
     ``seed`` makes the call reproducible and ``now`` stamps the record. Implementations keep control at
     ``spec.traffic.control_share``, at most ``spec.policy.max_arms`` arms and every value inside the bounds.

@@ -2,7 +2,7 @@
 
 A *world* maps unit-cube points to each metric's true level; every window adds a common time effect to every
 arm's level (hour-of-day swings), and per-arm noise is drawn from the metric's outcome distribution. Tables are
-built through the real path, ``bayesopt.data.observation_table``, from sufficient statistics.
+built through the real path, ``bayesopt.observation_table.observation_table``, from sufficient statistics.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bayesopt.data import observation_table
+from bayesopt.observation_table import observation_table
 from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.lattice import lattice_arm, to_unit
 from bayesopt.spec import ExperimentSpec

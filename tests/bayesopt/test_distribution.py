@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bayesopt import Arm, DistributionValidationError, ParameterDistribution, normalize_weights
-from bayesopt.design import initial_distribution
+from bayesopt.launch_design import initial_distribution
 from bayesopt.lattice import parse_arm_id, to_unit
 from tests.factories import make_distribution, make_spec
 

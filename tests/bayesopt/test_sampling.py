@@ -8,7 +8,7 @@ import torch
 
 from bayesopt.device import as_tensor, seeded
 from bayesopt.gp import fit_model, fit_models
-from bayesopt.paths import Conditioned, ExactSampler, PathSampler, make_sampler
+from bayesopt.posterior_draws import Conditioned, ExactSampler, PathSampler, make_sampler
 from bayesopt.pooling import MetricData, pool
 from bayesopt.screening import screen
 from bayesopt.thompson import make_problem, metric_scale, thompson_sample

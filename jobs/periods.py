@@ -15,9 +15,12 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bayesopt.cron import CronError, parse_cron
+
 #: First look-back when searching for the cron fire time at or before a moment; doubled until one is found.
 _FIRST_LOOKBACK = timedelta(hours=2)
-#: A cron expression that fires less than once in this long is refused (``0 0 29 2 *`` and the like).
+#: A cron expression that fires less than once in this long is refused here; the spec already refuses those that
+#: fire less than once a year (``bayesopt.cron.MAX_GAP_DAYS``).
 _MAX_LOOKBACK = timedelta(days=800)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -64,12 +67,10 @@ class Schedule:
         if self.period_seconds is not None:
             return IntervalTrigger(seconds=self.period_seconds, start_date=_EPOCH, timezone=UTC)
         try:
-            minute, hour, day, month, day_of_week = self.cron.split()
-            return CronTrigger(
-                minute=minute, hour=hour, day=day, month=month, day_of_week=_cron_weekdays(day_of_week), timezone=UTC
-            )
-        except ValueError as exc:
-            raise ValueError(f"The cron expression {self.cron!r} is not valid: {exc}") from None
+            fields = parse_cron(self.cron).trigger_fields()  # crontab meaning, checked as the spec checks it
+        except CronError as exc:
+            raise ValueError(f"The cron expression {self.cron!r} is not valid: {'; '.join(exc.problems)}") from None
+        return CronTrigger(**fields, timezone=UTC)
 
     def period(self, now: float) -> Period:
         """The period that contains ``now`` (epoch seconds)."""
@@ -78,33 +79,6 @@ class Schedule:
             start = math.floor(now / p) * p
             return Period(float(start), float(start + p))
         return _cron_period(self.trigger(), datetime.fromtimestamp(now, UTC))
-
-
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def _cron_weekdays(field: str) -> str:
-    """A crontab day-of-week field (0 or 7 = Sunday) as APScheduler 3 names.
-
-    APScheduler 3 numbers weekdays from Monday = 0 even in ``CronTrigger.from_crontab``, so ``0 0 * * 1`` would
-    fire on Tuesdays; spelling the days out as names keeps the usual crontab meaning.
-    """
-    if field == "*" or not any(c.isdigit() for c in field):
-        return field
-    days: set[int] = set()
-    for token in field.split(","):
-        span, _, step = token.partition("/")
-        if span == "*":
-            first, last = 0, 6
-        elif "-" in span:
-            first, last = (_WEEKDAYS.index(v.lower()) if not v.isdigit() else int(v) for v in span.split("-", 1))
-        else:
-            first = _WEEKDAYS.index(span.lower()) if not span.isdigit() else int(span)
-            last = first if not step else 6
-        if not 0 <= first <= 7 or not 0 <= last <= 7:
-            raise ValueError(f"day of week {token!r} is out of range 0-7")
-        days.update(d % 7 for d in range(first, last + 1, int(step) if step else 1))
-    return ",".join(_WEEKDAYS[d] for d in sorted(days))
 
 
 def _cron_period(trigger: BaseTrigger, now: datetime) -> Period:

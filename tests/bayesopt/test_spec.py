@@ -70,14 +70,14 @@ def test_every_problem_is_reported_with_its_path() -> None:
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        ({"name": "bad name!"}, "name: must match"),
+        ({"name": "bad name!"}, "name: must be a name of 1 to 64 letters"),
         ({"control": {"x1": 5.0, "x2": 1.0}}, "control.x1: 5.0 is outside the bounds [0.0, 2.0]"),
         ({"control": {"x1": 1.0}}, "control.x2: is required"),
         ({"guardrails": [{"metric": "applies"}]}, "guardrails[0]: set exactly one of 'lower'"),
         ({"guardrails": [{"metric": "applies", "lower": 1, "upper": 2}]}, "guardrails[0]: set exactly one"),
         ({"stickiness_seconds": 0}, "stickiness_seconds: must be a positive integer"),
         ({"refit": {"cron": "hourly"}}, "refit.cron: must be a 5-field cron"),
-        ({"policy": {"max_arms": 0}}, "policy.max_arms: must be a positive integer"),
+        ({"policy": {"max_arms": 0}}, "policy.max_arms: must be an integer in [2, 256]"),
         ({"policy": {"method": "magic"}}, "policy.method: must be"),
         ({"colour": "blue"}, "colour: unknown field"),
         ({"simulator_metrics": ["nope"]}, "simulator_metrics[0]: unknown metric 'nope'"),

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from scipy.stats import qmc
 
 from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution
 from bayesopt.lattice import lattice_arm, to_unit
+from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
 
 
 def initial_distribution(spec: ExperimentSpec, *, version: int = 1, now: float | None = None) -> ParameterDistribution:
+    """Version ``version`` (default 1) of ``spec``'s distribution: the launch design of :func:`initial_proposal`."""
+    return initial_proposal(spec).to_distribution(spec, version=version, created_at=now)
+
+
+def initial_proposal(spec: ExperimentSpec) -> Proposal:
     """A space-filling design on the lattice around control, plus control at ``traffic.control_share``.
 
     Scrambled Sobol points fill the box ``control ± initial_radius`` (in unit coordinates, clipped to the cube);
@@ -38,15 +42,4 @@ def initial_distribution(spec: ExperimentSpec, *, version: int = 1, now: float |
     weights[-1] = 1.0 - sum(weights[:-1])  # the sum is exactly one and control keeps exactly its share
     arm_list = [Arm(CONTROL_ARM_ID, dict(spec.control), weights[0])]
     arm_list += [Arm(a, v, w) for (a, v), w in zip(sorted(arms.items()), weights[1:], strict=True)]
-    created = time.time() if now is None else now
-    return ParameterDistribution(
-        experiment=spec.name,
-        version=version,
-        arms=tuple(arm_list),
-        spec_hash=spec.spec_hash,
-        control_arm_id=CONTROL_ARM_ID,
-        control_share=share,
-        created_at=created,
-        valid_from=created,
-        diagnostics={"kind": "initial_design", "arms": {}},
-    )
+    return Proposal(arms=tuple(arm_list), diagnostics={"kind": "initial_design", "arms": {}})

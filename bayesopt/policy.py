@@ -1,6 +1,6 @@
 """The modelling core's entry point: observations in, the next serving distribution out.
 
-``propose`` runs ``pool -> fit -> candidates -> Thompson sampling -> allocation -> diagnostics``:
+:class:`GPPolicy` (a :class:`~bayesopt.proposal.RefitPolicy`) runs ``pool -> fit -> candidates -> Thompson sampling -> allocation -> diagnostics``:
 
 - :mod:`bayesopt.pooling` (with :mod:`bayesopt.noise`): per-arm effects relative to control, pooled over windows;
 - :mod:`bayesopt.gp`: one GP per metric with known noise, warm-started;
@@ -9,14 +9,15 @@
 - :mod:`bayesopt.allocation`: arm cap, control share, safety cap;
 - :mod:`bayesopt.diagnostics`: per-arm predictions.
 
-Import this module explicitly (``import bayesopt.policy``); ``bayesopt`` itself never loads torch.
+Import this module explicitly (``import bayesopt.policy``); ``bayesopt`` itself never loads torch. The refit
+job names it as ``bayesopt.policy:GPPolicy``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,14 +26,15 @@ from botorch.models import SingleTaskGP
 
 from bayesopt.allocation import Allocation, allocate
 from bayesopt.candidates import Candidates, build_candidates
-from bayesopt.launch_design import initial_distribution
 from bayesopt.device import as_tensor, seeded, to_numpy
 from bayesopt.diagnostics import arm_diagnostics, model_summary
 from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights
 from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import exact_linalg, fit_models, model_state
 from bayesopt.lattice import from_unit, indices_to_unit, parse_arm_id, to_unit
+from bayesopt.launch_design import initial_proposal
 from bayesopt.pooling import PooledData, modelled_metrics, pool
+from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
 from bayesopt.thompson import SamplingResult, thompson_sample
 
@@ -41,62 +43,56 @@ LOCAL_CENTERS = 8
 
 
 @dataclass(frozen=True)
-class Proposal:
-    """A proposed distribution with what the next refit and the job's logs need.
+class GPPolicy:
+    """The production policy: one GP per metric and constrained Thompson sampling (a :class:`RefitPolicy`).
 
-    Attributes:
-        distribution: the next serving distribution (validated).
-        model_state: plain-JSON fitted hyperparameters per metric; pass it back as ``warm_start`` next hour.
-        timings: seconds spent: ``{"pool", "fit", "sample", "total"}``.
-        num_observations: rows of the table that went into the models.
+    ``spec.policy.method`` picks the selection rule (``constrained_ts``, or the LinkedIn-style ``utility_ts``).
+    Stateless: everything it carries from hour to hour comes back through ``warm_start``.
     """
 
-    distribution: ParameterDistribution
-    model_state: dict
-    timings: dict
-    num_observations: int
+    name: str = "gp"
 
+    def propose(
+        self,
+        spec: ExperimentSpec,
+        table: pd.DataFrame,
+        *,
+        previous: ParameterDistribution | None = None,
+        seed: int = 0,
+        warm_start: Mapping[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Proposal:
+        """Fit the models to ``table`` and draw the next distribution's arms.
 
-def propose(
-    spec: ExperimentSpec,
-    table: pd.DataFrame,
-    *,
-    version: int,
-    previous: ParameterDistribution | None = None,
-    seed: int = 0,
-    warm_start: dict | None = None,
-    now: float | None = None,
-) -> Proposal:
-    """Fit the models to ``table`` and draw the next distribution (version ``version``).
+        Deterministic given ``(spec, table, seed, warm_start)`` (and ``previous``, whose arms join the
+        candidates). Without usable online data (an empty table, or control alone) the launch design is returned.
 
-    Deterministic given ``(spec, table, seed, warm_start)`` (and ``previous``, whose arms join the candidates).
-    Without usable online data (an empty table, or control alone) the launch design is returned.
-
-    Raises:
-        InsufficientDataError: some metrics have arm data but a modelled metric has none; keep the previous one.
-        ModelFitError: a GP could not be fitted soundly; keep the previous distribution.
-    """
-    start = time.perf_counter()
-    created = time.time() if now is None else now
-    pooled = pool(spec, table)
-    t_pool = time.perf_counter() - start
-    if not pooled.metrics:
-        return Proposal(initial_distribution(spec, version=version, now=created), dict(warm_start or {}),
-                        {"pool": t_pool, "fit": 0.0, "sample": 0.0, "total": time.perf_counter() - start}, pooled.num_rows)
-    missing = [m for m in modelled_metrics(spec) if m not in pooled.metrics]
-    if missing:
-        raise InsufficientDataError(f"no arm besides control has data on metric(s) {missing}; keep the previous distribution")
-    with seeded(seed):
-        t0 = time.perf_counter()
-        models = fit_models(pooled.metrics, warm_start)
-        t1 = time.perf_counter()
-        cands = candidates_for(spec, pooled, models, previous, seed)
-        result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws)
-        t2 = time.perf_counter()
-    alloc = allocate(spec, cands.ids, result.wins, result.p_feasible)
-    distribution = build_distribution(spec, version, created, cands, alloc, result, models, pooled)
-    timings = {"pool": t_pool, "fit": t1 - t0, "sample": t2 - t1, "total": time.perf_counter() - start}
-    return Proposal(distribution, model_state(models), timings, pooled.num_rows)
+        Raises:
+            InsufficientDataError: some metrics have arm data but a modelled metric has none.
+            ModelFitError: a GP could not be fitted soundly.
+        """
+        start = time.perf_counter()
+        pooled = pool(spec, table)
+        t_pool = time.perf_counter() - start
+        if not pooled.metrics:
+            design = initial_proposal(spec)
+            return replace(design, model_state=dict(warm_start or {}), num_observations=pooled.num_rows,
+                           timings={"pool": t_pool, "fit": 0.0, "sample": 0.0, "total": time.perf_counter() - start})
+        missing = [m for m in modelled_metrics(spec) if m not in pooled.metrics]
+        if missing:
+            raise InsufficientDataError(f"no arm besides control has data on metric(s) {missing}; keep the previous distribution")
+        with seeded(seed):
+            t0 = time.perf_counter()
+            models = fit_models(pooled.metrics, dict(warm_start) if warm_start else None)
+            t1 = time.perf_counter()
+            cands = candidates_for(spec, pooled, models, previous, seed)
+            result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws)
+            t2 = time.perf_counter()
+        alloc = allocate(spec, cands.ids, result.wins, result.p_feasible)
+        arms, diagnostics = proposed_arms(spec, cands, alloc, result, models, pooled)
+        timings = {"pool": t_pool, "fit": t1 - t0, "sample": t2 - t1, "total": time.perf_counter() - start}
+        return Proposal(arms=arms, diagnostics=diagnostics, model_state=model_state(models), timings=timings,
+                        num_observations=pooled.num_rows)
 
 
 def candidates_for(
@@ -123,17 +119,15 @@ def candidates_for(
                             centers=np.array(centers) if centers else None, seed=seed)
 
 
-def build_distribution(
+def proposed_arms(
     spec: ExperimentSpec,
-    version: int,
-    created: float,
     cands: Candidates,
     alloc: Allocation,
     result: SamplingResult,
     models: Mapping[str, SingleTaskGP],
     pooled: PooledData,
-) -> ParameterDistribution:
-    """The validated distribution of ``alloc``'s arms with per-arm and per-model diagnostics."""
+) -> tuple[tuple[Arm, ...], dict[str, Any]]:
+    """``alloc``'s arms (control first) and the per-arm and per-model diagnostics."""
     ids = [cands.ids[i] for i in alloc.index]
     weights = normalize_weights(alloc.weights.tolist())
     arms = [Arm(CONTROL_ARM_ID, dict(spec.control), weights[0])]
@@ -156,8 +150,4 @@ def build_distribution(
         "newest_window": pooled.newest_window,
         "rows_ignored": pooled.dropped,
     }
-    return ParameterDistribution(
-        experiment=spec.name, version=version, arms=tuple(arms), spec_hash=spec.spec_hash,
-        control_arm_id=CONTROL_ARM_ID, control_share=spec.traffic.control_share,
-        created_at=created, valid_from=created, diagnostics=diagnostics,
-    )
+    return tuple(arms), diagnostics

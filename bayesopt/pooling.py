@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayesopt.observation_table import param_column
 from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.errors import ModelFitError
 from bayesopt.lattice import to_unit
 from bayesopt.noise import row_variances
+from bayesopt.observation_table import param_column
 from bayesopt.spec import ExperimentSpec
 
 #: Variance of control's ``delta = 0`` anchor, relative to the smallest pooled arm variance: near-exact (the

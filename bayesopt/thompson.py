@@ -15,8 +15,8 @@ import torch
 from botorch.models import SingleTaskGP
 
 from bayesopt.device import as_tensor, default_device, to_numpy
-from bayesopt.posterior_draws import NUM_FEATURES, Conditioned, PathSampler, joint_draws, make_sampler
 from bayesopt.pooling import MetricData
+from bayesopt.posterior_draws import NUM_FEATURES, Conditioned, PathSampler, joint_draws, make_sampler
 from bayesopt.screening import screen
 from bayesopt.selection import Problem, guard_threshold, select
 from bayesopt.spec import ExperimentSpec

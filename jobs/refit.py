@@ -1,13 +1,13 @@
 """The refit of one experiment: load -> fit -> sample -> validate -> publish, exactly once per period.
 
 :func:`refit_experiment` is a plain function of picklable arguments (a URL or :class:`Settings`, names,
-numbers, a policy given as a module-level function or a ``"module:function"`` string), so a process pool, Ray
+numbers, a :class:`~bayesopt.proposal.RefitPolicy` or a ``"module:Name"`` string naming one), so a process pool, Ray
 or Dask runs it unchanged. It never raises: every outcome, failures included, comes back as a
 :class:`~jobs.runs.RunRecord`, so one failing experiment never stops the others.
 
 Exactly once per period, across any number of replicas:
 
-1. a :class:`~jobs.lease.Lease` (token lock with expiry, extended by a heartbeat) on (experiment, period)
+1. a :class:`~param_store.Lease` (token lock with expiry, extended by a heartbeat) on (experiment, period)
    lets one process work on the period at a time; a crashed holder frees it after its ttl;
 2. a "done" marker per (experiment, period), written after the run, makes later attempts skip;
 3. publishing is idempotent: the published version carries the period and a fingerprint of (spec, data,
@@ -18,20 +18,22 @@ Exactly once per period, across any number of replicas:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bayesopt.errors import InsufficientDataError, ValidationError
-from jobs.lease import Lease
+from bayesopt.errors import ValidationError
+from bayesopt.proposal import Proposal
+from bayesopt.spec import ExperimentSpec
 from jobs.load import RefitInputs, load_inputs
 from jobs.periods import Period, Schedule
-from jobs.runs import Reason, RunRecord, RunStatus, worker_id
+from jobs.propose import PolicyRef, resolve_policy, run_policy
+from jobs.publish import publish_proposal
+from jobs.runs import Reason, RefitStop, RunRecord, RunStatus, worker_id
 from jobs.settings import Settings
 from jobs.validate import proposal_problems
-from param_store import ExperimentState, ParamStore, make_client
+from param_store import ExperimentState, Lease, ParamStore, make_client
 
 #: Serving replicas re-read ``current`` on a version announcement or, failing that, on a short poll; starting
 #: a new version this long after it is published lets every replica switch at the same moment.
@@ -40,10 +42,6 @@ DEFAULT_ACTIVATION_DELAY_S = 60.0
 DEFAULT_LOCK_TTL_S = 300.0
 #: Done markers outlive their period by far, so a late replica never redoes a period; they are a few bytes.
 MIN_DONE_MARKER_TTL_S = 7 * 24 * 3600
-DEFAULT_POLICY = "bayesopt.policy:propose"
-
-#: ``policy(spec, table, *, version, previous, seed, warm_start, now) -> Proposal``, as ``bayesopt.policy.propose``.
-PolicyFn = Callable[..., Any]
 #: ``progress(stage, seconds, detail)``: ``seconds`` is None when a stage starts, its duration when it ends.
 Progress = Callable[[str, float | None, str], None]
 
@@ -68,16 +66,6 @@ class RefitOptions:
     force: bool = False
 
 
-def resolve_policy(policy: PolicyFn | str | None) -> PolicyFn:
-    """A callable policy from a callable, a ``"module:function"`` string, or None (``bayesopt.policy.propose``)."""
-    if callable(policy):
-        return policy
-    module_name, _, attr = (policy or DEFAULT_POLICY).partition(":")
-    if not attr:
-        raise ValueError(f"A policy string should look like 'package.module:function', got {policy!r}.")
-    return getattr(importlib.import_module(module_name), attr)
-
-
 def open_store(target: Settings | str | ParamStore, namespace: str | None = None) -> ParamStore:
     """A store for a :class:`Settings`, a Redis URL or an open store (``namespace`` None: the settings' own)."""
     if isinstance(target, ParamStore):
@@ -94,7 +82,7 @@ def refit_experiment(
     *,
     now: float | None = None,
     period_time: float | None = None,
-    policy: PolicyFn | str | None = None,
+    policy: PolicyRef | None = None,
     options: RefitOptions | None = None,
     progress: Progress | None = None,
 ) -> RunRecord:
@@ -122,14 +110,14 @@ def refit_experiment(
         return record
     finally:
         if not isinstance(target, ParamStore):
-            store.redis.close()
+            store.close()
 
 
 class _Refit:
     """One run's state; each stage is a method."""
 
     def __init__(
-        self, store: ParamStore, name: str, now: float, policy: PolicyFn | str | None, options: RefitOptions,
+        self, store: ParamStore, name: str, now: float, policy: PolicyRef | None, options: RefitOptions,
         progress: Progress | None,
     ) -> None:
         self.store, self.name, self.now, self.options = store, name, now, options
@@ -167,28 +155,35 @@ class _Refit:
         spec = self.store.load_spec(self.name)
         period = Schedule(spec.refit.cron, self.options.period_seconds).period(period_time)
         self.base["period"] = period.id
-        if skipped := self._done_already(period):
-            return skipped
-        lease = Lease(self.store.redis, self.store.keys.lock(self.name, f"refit:{period.id}"), ttl_s=self.options.lock_ttl_s)
-        if not lease.acquire():
-            return self.finish(RunStatus.SKIPPED, Reason.LOCKED, f"another process is refitting period {period.label()}")
         try:
-            if skipped := self._done_already(period):  # it may have finished between our check and our lock
-                return skipped
-            return self._locked_run(spec, period, lease)
-        finally:
-            lease.release()
+            self._check_not_done(period)
+            with self.store.lease(self.name, f"refit:{period.id}", ttl_s=self.options.lock_ttl_s) as lease:
+                if not lease.acquire():
+                    raise RefitStop(RunStatus.SKIPPED, Reason.LOCKED, f"another process is refitting period {period.label()}")
+                try:  # the record and the done marker are written while the lease is still held
+                    self._check_not_done(period)  # it may have finished between our check and our lock
+                    return self.finish(RunStatus.PUBLISHED, done=period, **self._locked_run(spec, period, lease))
+                except RefitStop as stop:
+                    return self._stopped(stop, period)
+        except RefitStop as stop:
+            return self._stopped(stop, period)
 
-    def _done_already(self, period: Period) -> RunRecord | None:
+    def _stopped(self, stop: RefitStop, period: Period) -> RunRecord:
+        """The record of a run that a stage stopped; kept and failed runs mark the period done unless told not to."""
+        mark = stop.status is not RunStatus.SKIPPED and stop.mark_done
+        return self.finish(stop.status, stop.reason, stop.message, problems=stop.problems,
+                           done=period if mark else None, **stop.fields)
+
+    def _check_not_done(self, period: Period) -> None:
         if not self.options.once_per_period or self.options.force:
-            return None
+            return
         done = self.store.refit_done(self.name, period.id)
-        if done is None:
-            return None
-        return self.finish(
-            RunStatus.SKIPPED, Reason.DONE, f"period {period.label()} was refitted by {done.get('worker')}: {done.get('status')}",
-            version=done.get("version"),
-        )
+        if done is not None:
+            raise RefitStop(
+                RunStatus.SKIPPED, Reason.DONE,
+                f"period {period.label()} was refitted by {done.get('worker')}: {done.get('status')}",
+                version=done.get("version"),
+            )
 
     def _mark_done(self, period: Period, record: RunRecord, **overrides: Any) -> RunRecord:
         summary = {"status": record.status.value, "version": record.version, "worker": record.worker,
@@ -197,7 +192,8 @@ class _Refit:
         self.store.mark_refit_done(self.name, period.id, {**summary, **overrides}, ttl_s=ttl)
         return record
 
-    def _locked_run(self, spec: Any, period: Period, lease: Lease) -> RunRecord:
+    def _locked_run(self, spec: ExperimentSpec, period: Period, lease: Lease) -> dict[str, Any]:
+        """load -> fit and sample -> validate -> publish; returns the published version's record fields."""
         with self.stage("load") as st:
             inputs = load_inputs(self.store, self.name, spec=spec)
             st.detail = f"{len(inputs.stats)} rows, {inputs.observation_count:.0f} outcomes, {len(inputs.arm_values)} arms"
@@ -206,110 +202,63 @@ class _Refit:
             fingerprint=fingerprint, observations=len(inputs.stats), observation_count=inputs.observation_count,
             previous_version=None if inputs.previous is None else inputs.previous.version,
         )
-        if skipped := self._idempotent_skip(inputs, period, fingerprint):
-            return skipped
+        self._check_changed(inputs, period, fingerprint)
         if inputs.problems:
-            return self.finish(
-                RunStatus.KEPT, Reason.INVALID_DATA, "stored observations are broken; fix them, then refit",
-                problems=tuple(inputs.problems), done=period,
-            )
+            raise RefitStop(RunStatus.KEPT, Reason.INVALID_DATA, "stored observations are broken; fix them, then refit",
+                            problems=tuple(inputs.problems))
         if len(inputs.table) < spec.refit.min_observations:
-            return self.finish(
-                RunStatus.KEPT, Reason.INSUFFICIENT_DATA,
-                f"{len(inputs.table)} observation rows, refit.min_observations is {spec.refit.min_observations}",
-                done=period,
-            )
-        outcome = self._fit(inputs, period)
-        if isinstance(outcome, RunRecord):
-            return outcome
-        dist = self._validate(inputs, period, outcome, fingerprint)
-        if isinstance(dist, RunRecord):
-            return dist
-        return self._publish(inputs, period, lease, outcome, dist)
+            raise RefitStop(RunStatus.KEPT, Reason.INSUFFICIENT_DATA,
+                            f"{len(inputs.table)} observation rows, refit.min_observations is {spec.refit.min_observations}")
+        proposal = self._propose(inputs, period)
+        refit_doc = {"period": period.id, "period_start": period.label(), "fingerprint": fingerprint,
+                     "data_hash": inputs.data_hash, "worker": worker_id()}
+        valid_from = self.now + self.options.activation_delay_s
+        with self.stage("validate") as st:
+            st.detail = "failed" if (problems := _problems(inputs, proposal)) else "ok"
+        if problems:
+            raise RefitStop(RunStatus.KEPT, Reason.INVALID_DISTRIBUTION, "the proposal failed validation", problems=tuple(problems))
+        with self.stage("publish") as st:
+            dist = publish_proposal(self.store, inputs, proposal, lease_held=lease.still_held(), created_at=self.now,
+                                    valid_from=valid_from, refit_doc=refit_doc)
+            st.detail = f"version {dist.version}, valid from {time.strftime('%H:%M:%S', time.gmtime(dist.valid_from))} UTC"
+        return {"version": dist.version, "valid_from": dist.valid_from}
 
-    def _idempotent_skip(self, inputs: RefitInputs, period: Period, fingerprint: str) -> RunRecord | None:
+    def _check_changed(self, inputs: RefitInputs, period: Period, fingerprint: str) -> None:
+        """Stop when a later period published already, or when this period's refit would repeat the last one."""
         last = inputs.previous_refit
         last_period = last.get("period")
         if isinstance(last_period, int) and last_period > period.id:
-            return self.finish(RunStatus.SKIPPED, Reason.SUPERSEDED, f"version {inputs.previous.version} is from a later period")
+            raise RefitStop(RunStatus.SKIPPED, Reason.SUPERSEDED, f"version {inputs.previous.version} is from a later period")
         if self.options.force:
-            return None
+            return
         if last.get("fingerprint") == fingerprint:
             reason, message = Reason.UNCHANGED, "spec, data and period are unchanged since version"
         elif self.options.once_per_period and last_period == period.id:
             reason, message = Reason.DONE, "this period was published by version"
         else:
-            return None
-        record = self.finish(RunStatus.SKIPPED, reason, f"{message} {inputs.previous.version}", version=inputs.previous.version)
+            return
         if self.options.once_per_period:  # the publishing run died before its marker: write it now
+            record = RunRecord(experiment=self.name, status=RunStatus.SKIPPED, reason=reason, started_at=self.started,
+                               ended_at=time.time(), version=inputs.previous.version, **self.base)
             self._mark_done(period, record, status=RunStatus.PUBLISHED.value, reason=None, worker=last.get("worker"))
-        return record
+        raise RefitStop(RunStatus.SKIPPED, reason, f"{message} {inputs.previous.version}", version=inputs.previous.version)
 
-    def _fit(self, inputs: RefitInputs, period: Period) -> Any:
-        spec = inputs.spec
-        previous = inputs.previous
+    def _propose(self, inputs: RefitInputs, period: Period) -> Proposal:
         with self.stage("import", "policy code"):  # seconds on a worker's first refit (torch), none after
             policy = resolve_policy(self.policy)
         with self.stage("policy", "fit and sample") as st:
             try:
-                proposal = policy(
-                    spec, inputs.table, version=(previous.version if previous else 0) + 1, previous=previous,
-                    seed=_seed(spec.policy.seed, period), warm_start=inputs.warm_start, now=self.now,
-                )
-            except InsufficientDataError as exc:
-                st.detail = "not enough data"
-                return self.finish(RunStatus.KEPT, Reason.INSUFFICIENT_DATA, str(exc), done=period)
-            except Exception as exc:  # any policy failure keeps the current version
-                st.detail = "failed"
-                return self.finish(RunStatus.KEPT, Reason.FIT_FAILED, f"{type(exc).__name__}: {exc}", done=period)
-        policy_timings = {str(k): float(v) for k, v in (getattr(proposal, "timings", None) or {}).items()}
-        for key, seconds in policy_timings.items():
+                proposal = run_policy(policy, inputs, seed=_seed(inputs.spec.policy.seed, period), now=self.now)
+            except RefitStop as stop:
+                st.detail = "failed" if stop.reason is Reason.FIT_FAILED else "not enough data"
+                raise
+        for key, seconds in proposal.timings.items():
             self.timings[f"policy.{key}"] = seconds
         for stage in ("fit", "sample"):
-            if stage in policy_timings:
-                self.progress(f"  {stage}", policy_timings[stage], "")
-        self.base["num_observations"] = getattr(proposal, "num_observations", None)
+            if stage in proposal.timings:
+                self.progress(f"  {stage}", proposal.timings[stage], "")
+        self.base["num_observations"] = proposal.num_observations
         return proposal
-
-    def _validate(self, inputs: RefitInputs, period: Period, proposal: Any, fingerprint: str) -> Any:
-        with self.stage("validate") as st:
-            refit_doc = {"period": period.id, "period_start": period.label(), "fingerprint": fingerprint,
-                         "data_hash": inputs.data_hash, "worker": worker_id()}
-            try:
-                dist = proposal.distribution
-                dist = dist.replace(
-                    diagnostics={**dist.diagnostics, "refit": refit_doc},
-                    valid_from=self.now + self.options.activation_delay_s,
-                )
-                problems = proposal_problems(inputs.spec, dist, inputs.previous)
-            except (ValidationError, AttributeError, TypeError) as exc:
-                problems = list(getattr(exc, "problems", None) or [f"{type(exc).__name__}: {exc}"])
-            st.detail = f"{len(problems)} problems" if problems else "ok"
-        if problems:
-            return self.finish(RunStatus.KEPT, Reason.INVALID_DISTRIBUTION, "the proposal failed validation",
-                               problems=tuple(problems), done=period)
-        return dist
-
-    def _publish(self, inputs: RefitInputs, period: Period, lease: Lease, proposal: Any, dist: Any) -> RunRecord:
-        with self.stage("publish") as st:
-            if not lease.still_held():
-                st.detail = "lock lost"
-                return self.finish(RunStatus.KEPT, Reason.LOCK_LOST, "the period lock expired before publishing")
-            current = self.store.current_version(self.name)
-            expected = None if inputs.previous is None else inputs.previous.version
-            if current != expected:
-                st.detail = "superseded"
-                return self.finish(RunStatus.KEPT, Reason.SUPERSEDED, f"version {current} was published while this refit ran",
-                                   done=period)
-            version = self.store.next_version(self.name)
-            if version != dist.version:
-                dist = dist.replace(version=version)
-            self.store.publish(dist)
-            state = getattr(proposal, "model_state", None)
-            if state:
-                self.store.save_model_state(self.name, version, state)
-            st.detail = f"version {version}, valid from {time.strftime('%H:%M:%S', time.gmtime(dist.valid_from))} UTC"
-        return self.finish(RunStatus.PUBLISHED, version=version, valid_from=dist.valid_from, done=period)
 
 
 class _Stage:
@@ -337,3 +286,13 @@ def _seed(base: int, period: Period) -> int:
     """A seed per (spec seed, period): reruns of a period draw the same, successive periods differ."""
     return (base * 1_000_003 + period.id) % (2**31 - 1)
 
+
+
+def _problems(inputs: RefitInputs, proposal: Proposal) -> list[str]:
+    """Why ``proposal`` may not be published, checked on the record it would become (``path: message``)."""
+    expected = 1 if inputs.previous is None else inputs.previous.version + 1  # publish stamps the real number
+    try:
+        draft = proposal.to_distribution(inputs.spec, version=expected)
+    except ValidationError as exc:
+        return list(exc.problems)
+    return proposal_problems(inputs.spec, draft, inputs.previous)

@@ -108,3 +108,21 @@ class RunRecord:
         if self.message:
             text += f" ({self.message})"
         return text
+
+
+class RefitStop(Exception):
+    """Raised by a refit stage to end the run with a record: the one way a stage says "stop here".
+
+    Attributes:
+        status, reason, message, problems: the run record's fields.
+        mark_done: whether the period counts as done (no replica retries it); False for a lost lock.
+        fields: other run-record fields (``version``, ...).
+    """
+
+    def __init__(
+        self, status: RunStatus, reason: Reason, message: str, *, problems: tuple[str, ...] = (),
+        mark_done: bool = True, **fields: Any,
+    ) -> None:
+        super().__init__(f"{status.value} ({reason.value}): {message}")
+        self.status, self.reason, self.message = status, reason, message
+        self.problems, self.mark_done, self.fields = tuple(problems), mark_done, fields

@@ -9,12 +9,15 @@ arms are served in proportion to how often they win, control keeping at least it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bayesopt.distribution import ParameterDistribution
+from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
 from simulations.baselines.common import (
     ArmPoint,
@@ -86,21 +89,19 @@ class ArmTSPolicy:
         spec: ExperimentSpec,
         table: pd.DataFrame,
         *,
-        version: int,
-        previous: ParameterDistribution | None,
-        seed: int,
-        now: float,
-    ) -> ParameterDistribution:
+        previous: ParameterDistribution | None = None,
+        seed: int = 0,
+        warm_start: Mapping[str, Any] | None = None,
+        now: float = 0.0,
+    ) -> Proposal:
         arms = self.arms(spec)
-        shares = self.win_shares(spec, table, policy_rng(seed, version))
+        shares = self.win_shares(spec, table, policy_rng(seed))
         order = [i for i in np.argsort(-shares[:-1], kind="stable") if shares[i] > 0][: spec.policy.max_arms - 1]
         served = [arms[i] for i in order]
         kept = float(shares[order].sum()) + float(shares[-1])
         return serve(
             spec,
             served,
-            version=version,
-            now=now,
             weights=[float(shares[i]) for i in order],
             control_extra=float(shares[-1]) / kept,
             diagnostics={"kind": self.name, "p_best": {a: float(p) for (a, _), p in zip(arms, shares, strict=False)}},

@@ -14,14 +14,16 @@ import contextlib
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bayesopt.distribution import CONTROL_ARM_ID, ParameterDistribution
 from bayesopt.lattice import to_unit
+from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
 from simulations.baselines.common import (
     SE_FLOOR,
@@ -77,11 +79,11 @@ class AxPolicy:
         spec: ExperimentSpec,
         table: pd.DataFrame,
         *,
-        version: int,
-        previous: ParameterDistribution | None,
-        seed: int,
-        now: float,
-    ) -> ParameterDistribution:
+        previous: ParameterDistribution | None = None,
+        seed: int = 0,
+        warm_start: Mapping[str, Any] | None = None,
+        now: float = 0.0,
+    ) -> Proposal:
         k = min(self.max_trials or DEFAULT_MAX_TRIALS, spec.policy.max_arms - 1)
         try:
             with warnings.catch_warnings():  # import first, so that _quiet sees Ax's loggers
@@ -89,7 +91,7 @@ class AxPolicy:
                 import ax.api.client  # noqa: F401
 
             with _quiet():
-                points = self._suggest(spec, table, k, seed=seed + version)
+                points = self._suggest(spec, table, k, seed=seed)
             kind = self.name
         except Exception as exc:  # Ax raising must not stop a closed-loop run: fall back to a fixed design
             logger.warning("Ax generation failed (%s); serving the fixed design instead", exc)
@@ -97,7 +99,7 @@ class AxPolicy:
         arms = snap_points(spec, np.array([to_unit(spec, p) for p in points])) if points else []
         if not arms:
             arms = fixed_arm_set(spec, k, seed=spec.policy.seed)
-        return serve(spec, arms[:k], version=version, now=now, diagnostics={"kind": kind, "suggested": points})
+        return serve(spec, arms[:k], diagnostics={"kind": kind, "suggested": points})
 
     def _suggest(self, spec: ExperimentSpec, table: pd.DataFrame, k: int, *, seed: int) -> list[dict[str, float]]:
         from ax.api.client import Client

@@ -1,4 +1,4 @@
-"""What every baseline shares: the policy protocol, serving a set of arms, the fixed arm set, per-arm effects.
+"""What every baseline shares (each is a :class:`bayesopt.proposal.RefitPolicy`): serving a set of arms, the fixed arm set, per-arm effects.
 
 Effects are measured the way the design asks: within each window (distribution version), each arm against
 the control arm served in the same window, as a relative change ``(mean_arm - mean_control) / |mean_control|``;
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
-from bayesopt.observation_table import param_column
-from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights
+from bayesopt.distribution import CONTROL_ARM_ID, Arm, normalize_weights
 from bayesopt.lattice import lattice_arm
+from bayesopt.observation_table import param_column
+from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
 
 ArmPoint = tuple[str, Mapping[str, float]]
@@ -29,46 +29,20 @@ SE_FLOOR = 0.5
 LEVEL_EPS = 1e-12
 
 
-@runtime_checkable
-class ProposalPolicy(Protocol):
-    """The one interface a closed-loop runner calls every simulated hour.
-
-    ``propose`` reads the observation table (:func:`bayesopt.observation_table.observation_table`, all windows so far) and
-    returns the distribution to serve as ``version``; ``previous`` is the one served last (None at launch),
-    ``seed`` makes the call reproducible and ``now`` stamps the record. Implementations keep control at
-    ``spec.traffic.control_share``, at most ``spec.policy.max_arms`` arms and every value inside the bounds.
-    """
-
-    name: str
-
-    def propose(
-        self,
-        spec: ExperimentSpec,
-        table: pd.DataFrame,
-        *,
-        version: int,
-        previous: ParameterDistribution | None,
-        seed: int,
-        now: float,
-    ) -> ParameterDistribution: ...
-
-
-def policy_rng(seed: int, version: int) -> np.random.Generator:
-    """A generator that differs per (seed, version) and repeats for the same pair."""
-    return np.random.default_rng([int(seed), int(version)])
+def policy_rng(seed: int) -> np.random.Generator:
+    """The generator of one proposal; the refit hands a different seed to every period."""
+    return np.random.default_rng(int(seed))
 
 
 def serve(
     spec: ExperimentSpec,
     arms: Sequence[ArmPoint],
     *,
-    version: int,
-    now: float,
     weights: Sequence[float] | None = None,
     control_extra: float = 0.0,
     diagnostics: Mapping[str, object] | None = None,
-) -> ParameterDistribution:
-    """A distribution: control at ``control_share`` plus ``control_extra`` of the rest, arms sharing the remainder.
+) -> Proposal:
+    """A proposal: control at ``control_share`` plus ``control_extra`` of the rest, arms sharing the remainder.
 
     ``arms`` are in priority order: duplicates and points equal to control are dropped, then all but the first
     ``max_arms - 1``. ``weights`` (default equal) split the arms' share; with no arms left control takes all.
@@ -92,17 +66,7 @@ def serve(
     weights_out = normalize_weights(weights_out)  # rounding lands on the last arm, never on control
     out = [Arm(CONTROL_ARM_ID, control, weights_out[0])]
     out += [Arm(a, dict(v), w) for (a, (v, _)), w in zip(kept.items(), weights_out[1:], strict=True)]
-    return ParameterDistribution(
-        experiment=spec.name,
-        version=version,
-        arms=tuple(out),
-        spec_hash=spec.spec_hash,
-        control_arm_id=CONTROL_ARM_ID,
-        control_share=share,
-        created_at=now,
-        valid_from=now,
-        diagnostics=dict(diagnostics or {}),
-    )
+    return Proposal(arms=tuple(out), diagnostics=dict(diagnostics or {}))
 
 
 def snap_points(spec: ExperimentSpec, unit: np.ndarray) -> list[ArmPoint]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from bayesopt.distribution import ParameterDistribution
+from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
 from simulations.baselines.common import ArmPoint, fixed_arm_set, policy_rng, serve, snap_points
 
@@ -25,15 +28,15 @@ class UniformPolicy:
         spec: ExperimentSpec,
         table: pd.DataFrame,
         *,
-        version: int,
-        previous: ParameterDistribution | None,
-        seed: int,
-        now: float,
-    ) -> ParameterDistribution:
+        previous: ParameterDistribution | None = None,
+        seed: int = 0,
+        warm_start: Mapping[str, Any] | None = None,
+        now: float = 0.0,
+    ) -> Proposal:
         k = spec.policy.max_arms - 1
-        unit = policy_rng(seed, version).random((DRAWS_PER_ARM * k, len(spec.parameters)))
+        unit = policy_rng(seed).random((DRAWS_PER_ARM * k, len(spec.parameters)))
         arms = snap_points(spec, unit)[:k]
-        return serve(spec, arms, version=version, now=now, diagnostics={"kind": self.name})
+        return serve(spec, arms, diagnostics={"kind": self.name})
 
 
 @dataclass
@@ -58,9 +61,9 @@ class ABGridPolicy:
         spec: ExperimentSpec,
         table: pd.DataFrame,
         *,
-        version: int,
-        previous: ParameterDistribution | None,
-        seed: int,
-        now: float,
-    ) -> ParameterDistribution:
-        return serve(spec, self.grid(spec), version=version, now=now, diagnostics={"kind": self.name})
+        previous: ParameterDistribution | None = None,
+        seed: int = 0,
+        warm_start: Mapping[str, Any] | None = None,
+        now: float = 0.0,
+    ) -> Proposal:
+        return serve(spec, self.grid(spec), diagnostics={"kind": self.name})

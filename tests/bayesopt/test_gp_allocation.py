@@ -11,7 +11,7 @@ from bayesopt.allocation import allocate, cap_arms, safety_cap, split_traffic
 from bayesopt.device import DTYPE, default_device, seeded
 from bayesopt.errors import ModelFitError
 from bayesopt.gp import fit_model, model_state, warm_entry
-from bayesopt.policy import propose
+from bayesopt.policy import GPPolicy
 from bayesopt.pooling import MetricData
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, simulate
 
@@ -62,7 +62,7 @@ def test_propose_refuses_non_finite_observations() -> None:
                      rng=np.random.default_rng(0))
     table.loc[table.index[3], "mean"] = np.inf
     with pytest.raises(ModelFitError, match="non-finite"):
-        propose(spec, table, version=3)
+        GPPolicy().propose(spec, table)
 
 
 def test_model_state_is_plain_json_and_warm_start_reaches_the_same_fit() -> None:

@@ -1,4 +1,4 @@
-"""``bayesopt.policy.propose`` end to end on simulated worlds with known answers (real GP fits, fixed seeds).
+"""``bayesopt.policy.GPPolicy`` end to end on simulated worlds with known answers (real GP fits, fixed seeds).
 
 The bounds below follow from each world's numbers, worked out in the docstrings; none is tuned to the output.
 
@@ -19,7 +19,9 @@ the lattice's half-diagonal ``sqrt(d) / 64 <= 0.03`` gives the 0.2 bound.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,7 +32,7 @@ from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import fit_models
 from bayesopt.lattice import parse_arm_id
-from bayesopt.policy import Proposal, propose
+from bayesopt.policy import GPPolicy
 from bayesopt.pooling import pool
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, non_control, simulate, unit_of
 
@@ -49,7 +51,14 @@ def _constrained_world(d: int, n_arms: int, *, level: float = 10.0, lower: float
     return spec, table, truths
 
 
-def _mass(spec, proposal: Proposal) -> tuple[np.ndarray, np.ndarray]:
+def propose(spec, table, *, version: int = 1, now: float = 0.0, **kwargs) -> SimpleNamespace:
+    """The GP policy's proposal, with ``distribution``: the record the refit would publish as ``version``."""
+    proposal = GPPolicy().propose(spec, table, now=now, **kwargs)
+    fields = {f.name: getattr(proposal, f.name) for f in dataclasses.fields(proposal)}
+    return SimpleNamespace(**fields, distribution=proposal.to_distribution(spec, version=version, created_at=now))
+
+
+def _mass(spec, proposal: SimpleNamespace) -> tuple[np.ndarray, np.ndarray]:
     """Non-control weights (normalised to one) and unit points of the proposal's arms."""
     arms = non_control(proposal.distribution)
     w = np.array([a.weight for a in arms])

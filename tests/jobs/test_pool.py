@@ -21,7 +21,7 @@ def test_one_failing_experiment_does_not_stop_the_others(redis_server: EmbeddedR
         observe(store, name)
     records = refit_many(
         redis_server.url, namespace, [*names, "missing"], max_workers=2,
-        policy="tests.jobs.helpers:failing_propose", options=RefitOptions(activation_delay_s=0.0),
+        policy="tests.jobs.helpers:FailingPolicy", options=RefitOptions(activation_delay_s=0.0),
     )
     outcome = {r.experiment: (r.status, r.reason) for r in records}
     assert outcome == {
@@ -40,7 +40,7 @@ def test_a_broken_pool_reports_failures_and_recovers(redis_server: EmbeddedRedis
     with RefitPool(1, preload=()) as pool:
         dead = pool._get().submit(_exit_now)  # a worker that dies hard, as under the OOM killer
         assert dead.exception() is not None
-        [record] = pool.refit_all(redis_server.url, namespace, ["feed"], policy="tests.jobs.helpers:stub_propose",
+        [record] = pool.refit_all(redis_server.url, namespace, ["feed"], policy="tests.jobs.helpers:StubPolicy",
                                   options=RefitOptions(activation_delay_s=0.0))
     assert record.status is RunStatus.PUBLISHED
 

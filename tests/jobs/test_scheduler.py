@@ -11,7 +11,7 @@ import pytest
 from jobs.periods import Schedule
 from jobs.scheduler import misfire_grace_seconds
 from param_store import EmbeddedRedis, ExperimentState, ParamStore
-from tests.jobs.helpers import POLICY, launch, observe, policy_available
+from tests.jobs.helpers import POLICY, launch, observe
 from tests.jobs.procs import CliProcess, cli_env
 
 PERIOD_S = 8  # long enough for a small real fit plus scheduling noise on 2 cores
@@ -25,7 +25,6 @@ def test_misfire_grace_is_half_a_period() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-@pytest.mark.skipif(not policy_available(), reason="bayesopt.policy is not there yet")
 def test_two_schedulers_refit_each_experiment_exactly_once_per_period(
     redis_server: EmbeddedRedis, store: ParamStore, namespace: str
 ) -> None:

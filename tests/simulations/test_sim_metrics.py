@@ -22,7 +22,7 @@ def mix(spec: ExperimentSpec, values: dict[str, float], weight: float) -> Parame
 
 
 def test_control_alone(world: RankingWorld, spec: ExperimentSpec) -> None:
-    d = serve(spec, [], version=1, now=0.0)
+    d = serve(spec, []).to_distribution(spec, version=1, created_at=0.0)
     hour = 8.0
     m = served_metrics(world, spec, d, hour)
     control = world.expected(spec.control, hour)["engaged_sessions"]
@@ -35,7 +35,7 @@ def test_control_alone(world: RankingWorld, spec: ExperimentSpec) -> None:
 
 def test_regret_is_linear_in_the_weight_on_the_best_arm(world: RankingWorld, spec: ExperimentSpec) -> None:
     best = world.best_feasible(spec)
-    alone = served_metrics(world, spec, serve(spec, [], version=1, now=0.0), 20.0)
+    alone = served_metrics(world, spec, serve(spec, []).to_distribution(spec, version=1, created_at=0.0), 20.0)
     m = served_metrics(world, spec, mix(spec, dict(best.values), 0.75), 20.0)
     assert m.regret == pytest.approx(0.25 * alone.regret)
     assert m.objective_relative == pytest.approx(0.75 * best.relative["engaged_sessions"])

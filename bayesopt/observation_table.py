@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 
 from bayesopt.errors import ObservationValidationError
-from bayesopt.observations import STAT_COLUMNS
+from bayesopt.observations import STAT_COLUMNS, VARIANCE_TOLERANCE
 from bayesopt.spec import ExperimentSpec
 
 PARAM_PREFIX = "x."
 TABLE_COLUMNS = ("window", "arm_id", "metric", "source", "count", "mean", "std_error")
+#: Problems listed one by one by :func:`stats_problems` before the rest are summarised as "... and N more".
+MAX_LISTED_PROBLEMS = 20
 
 
 def param_column(name: str) -> str:
@@ -28,6 +30,39 @@ def param_column(name: str) -> str:
 def empty_stats() -> pd.DataFrame:
     """A statistics frame with no rows and the right columns."""
     return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("count", "sum", "sum_sq") else "object") for c in STAT_COLUMNS})
+
+
+def stats_problems(stats: pd.DataFrame) -> list[str]:
+    """Rows of a statistics frame (columns :data:`STAT_COLUMNS`) that no model may be fitted on.
+
+    The same rules :func:`bayesopt.observations.parse_row` applies to new rows, for statistics read back from
+    storage (which some other writer may have changed): the count must be a positive finite number, the sums
+    finite, and ``sum_sq`` at least ``sum**2 / count`` (a variance cannot be negative). Each problem names its
+    row; past :data:`MAX_LISTED_PROBLEMS` the rest are counted.
+    """
+    if stats.empty:
+        return []
+    count = stats["count"].to_numpy(dtype=float)
+    total = stats["sum"].to_numpy(dtype=float)
+    total_sq = stats["sum_sq"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        floor = np.where(count > 0, total * total / count, 0.0)
+        negative_var = total_sq < floor - VARIANCE_TOLERANCE * np.maximum(1.0, np.abs(floor))
+    bad_count = ~np.isfinite(count) | (count <= 0)
+    bad_sums = ~np.isfinite(total) | ~np.isfinite(total_sq)
+    out: list[str] = []
+    for i in np.flatnonzero(bad_count | bad_sums | negative_var):
+        row = stats.iloc[i]
+        where = f"version {row['version']}, arm {row['arm_id']}, metric {row['metric']}, source {row['source']}"
+        if bad_count[i]:
+            out.append(f"{where}: count is {float(count[i])} (must be a positive finite number)")
+        elif bad_sums[i]:
+            out.append(f"{where}: sum {float(total[i])} and sum_sq {float(total_sq[i])} must be finite")
+        else:
+            out.append(f"{where}: sum_sq {float(total_sq[i]):.6g} is below sum**2/count {float(floor[i]):.6g} (a negative variance)")
+    if len(out) > MAX_LISTED_PROBLEMS:
+        out = out[:MAX_LISTED_PROBLEMS] + [f"... and {len(out) - MAX_LISTED_PROBLEMS} more rows with problems"]
+    return out
 
 
 def observation_table(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bayesopt.errors import ObservationValidationError
-from bayesopt.spec import NAME_PATTERN
+from bayesopt.spec import NAME_PATTERN, NAME_RULE
 
 SOURCES = ("online", "simulation")
 #: Columns of the table that ``param_store`` returns and ``bayesopt`` models read.
@@ -80,8 +80,8 @@ def parse_row(row: Any, path: str, problems: list[str]) -> ObservationStat | Non
         problems.append(f"{path}.version: must be a positive integer, got {version!r}")
     for key in ("arm_id", "metric"):
         value = row.get(key)
-        if not isinstance(value, str) or not NAME_PATTERN.match(value):
-            problems.append(f"{path}.{key}: must be a name matching {NAME_PATTERN.pattern}, got {value!r}")
+        if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+            problems.append(f"{path}.{key}: must be a name of {NAME_RULE}, got {value!r}")
     source = row.get("source", "online")
     if source not in SOURCES:
         problems.append(f"{path}.source: must be one of {SOURCES}, got {source!r}")

@@ -1,7 +1,8 @@
 """Stage 1 of a refit: read everything the policy needs from the store, and check the stored data.
 
 Stored statistics are validated when they are added, but the hash can still be written by some other writer
-(``HSET`` by hand, a buggy pipeline): a NaN or a negative count found here is reported, never fitted on.
+(``HSET`` by hand, a buggy pipeline): a NaN or a negative count found here is reported, never fitted on. The
+checks themselves live next to the observation records (:func:`bayesopt.observation_table.stats_problems`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesopt.observation_table import observation_table
 from bayesopt.distribution import ParameterDistribution
 from bayesopt.errors import ValidationError
-from bayesopt.observations import VARIANCE_TOLERANCE
+from bayesopt.observation_table import observation_table, stats_problems
 from bayesopt.spec import ExperimentSpec
 from param_store import ParamStore, VersionNotFoundError
-
-#: Problems listed one by one in a run record before the rest are summarised as "... and N more".
-MAX_LISTED_PROBLEMS = 20
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ def load_inputs(store: ParamStore, name: str, *, spec: ExperimentSpec | None = N
         stats = pd.DataFrame(columns=["version", "arm_id", "metric", "source", "count", "sum", "sum_sq"])
         problems = [f"observations: the stored statistics cannot be decoded ({exc})"]
         return RefitInputs(spec, stats, None, {}, previous, warm_start, data_hash(spec, stats), problems)
-    problems = data_problems(stats)
+    problems = stats_problems(stats)
     arm_values: dict[str, dict[str, float]] = {}
     table = None
     if not problems:
@@ -96,33 +93,6 @@ def served_arm_values(store: ParamStore, name: str, stats: pd.DataFrame) -> dict
         for arm in dist.arms:
             values[arm.arm_id] = dict(arm.values)
     return values
-
-
-def data_problems(stats: pd.DataFrame) -> list[str]:
-    """Rows whose count is not a positive finite number, or whose sums are not finite or imply a negative variance."""
-    if stats.empty:
-        return []
-    count = stats["count"].to_numpy(dtype=float)
-    total = stats["sum"].to_numpy(dtype=float)
-    total_sq = stats["sum_sq"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        floor = np.where(count > 0, total * total / count, 0.0)
-        negative_var = total_sq < floor - VARIANCE_TOLERANCE * np.maximum(1.0, np.abs(floor))
-    bad_count = ~np.isfinite(count) | (count <= 0)
-    bad_sums = ~np.isfinite(total) | ~np.isfinite(total_sq)
-    out: list[str] = []
-    for i in np.flatnonzero(bad_count | bad_sums | negative_var):
-        row = stats.iloc[i]
-        where = f"version {row['version']}, arm {row['arm_id']}, metric {row['metric']}, source {row['source']}"
-        if bad_count[i]:
-            out.append(f"{where}: count is {float(count[i])} (must be a positive finite number)")
-        elif bad_sums[i]:
-            out.append(f"{where}: sum {float(total[i])} and sum_sq {float(total_sq[i])} must be finite")
-        else:
-            out.append(f"{where}: sum_sq {float(total_sq[i]):.6g} is below sum**2/count {float(floor[i]):.6g} (a negative variance)")
-    if len(out) > MAX_LISTED_PROBLEMS:
-        out = out[:MAX_LISTED_PROBLEMS] + [f"... and {len(out) - MAX_LISTED_PROBLEMS} more rows with problems"]
-    return out
 
 
 def data_hash(spec: ExperimentSpec, stats: pd.DataFrame) -> str:

@@ -9,18 +9,19 @@ from param_store.errors import (
     InvalidTransitionError,
     ObservationRejectedError,
     StoreError,
+    StoreUnavailableError,
     VersionConflictError,
     VersionNotFoundError,
 )
-from param_store.keys import Keys
-from param_store.locks import TokenLock
+from param_store.keys import DEFAULT_NAMESPACE, Keys
+from param_store.lease import Lease
 from param_store.notify import VersionWatcher
 from param_store.state import ALLOWED_TRANSITIONS, ExperimentState
 from param_store.store import ParamStore
 
 __all__ = [
-    "ALLOWED_TRANSITIONS", "EmbeddedRedis", "EmbeddedRedisError", "ExperimentExistsError", "ExperimentNotFoundError",
-    "ExperimentState", "InvalidTransitionError", "Keys", "ObservationRejectedError", "ParamStore", "StoreError",
-    "TokenLock", "VersionConflictError", "VersionNotFoundError", "VersionWatcher", "find_redis_server",
-    "make_client", "resolve_url",
+    "ALLOWED_TRANSITIONS", "DEFAULT_NAMESPACE", "EmbeddedRedis", "EmbeddedRedisError", "ExperimentExistsError",
+    "ExperimentNotFoundError", "ExperimentState", "InvalidTransitionError", "Keys", "Lease",
+    "ObservationRejectedError", "ParamStore", "StoreError", "StoreUnavailableError", "VersionConflictError",
+    "VersionNotFoundError", "VersionWatcher", "find_redis_server", "make_client", "resolve_url",
 ]

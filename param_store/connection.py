@@ -1,18 +1,35 @@
-"""Connecting to Redis: a given URL, or the embedded server when there is none."""
+"""Connecting to Redis: a given URL, or the embedded server when there is none; and the store's error boundary."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from param_store.embedded import EmbeddedRedis
+from param_store.errors import StoreUnavailableError
 
+RETRY_BACKOFF_BASE_S = 0.05
+RETRY_BACKOFF_CAP_S = 1.0
+RETRIES = 3
 #: Retries for connection and timeout errors only (never for a rejected command), with capped backoff.
-RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3)
+RETRY = Retry(ExponentialBackoff(cap=RETRY_BACKOFF_CAP_S, base=RETRY_BACKOFF_BASE_S), retries=RETRIES)
 SOCKET_TIMEOUT_S = 10.0
+#: An idle pooled connection is pinged before reuse after this long, so a dropped one is replaced, not failed.
+HEALTH_CHECK_INTERVAL_S = 30
+
+#: The redis-py errors that mean "the server is gone or too slow", translated to :class:`StoreUnavailableError`.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+#: Dunder methods that talk to Redis and so sit on the boundary too (others, like ``__init__``, do not).
+BOUNDARY_DUNDERS = frozenset({"__enter__", "__exit__"})
+
+C = TypeVar("C", bound=type)
 
 
 def make_client(url: str) -> redis.Redis:
@@ -20,9 +37,9 @@ def make_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         retry=RETRY,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        retry_on_error=list(UNAVAILABLE_ERRORS),
         socket_timeout=SOCKET_TIMEOUT_S,
-        health_check_interval=30,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
     )
 
 
@@ -31,3 +48,33 @@ def resolve_url(url: str | None, *, state_dir: str | Path, persist: bool = False
     if url:
         return url
     return EmbeddedRedis(state_dir, persist=persist, detach=True).ensure_running().url
+
+
+def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailableError(f"the Redis store is unavailable ({type(exc).__name__}: {exc})") from exc
+
+    return wrapper
+
+
+def store_boundary(cls: C) -> C:
+    """Class decorator: the public methods of ``cls`` raise :class:`StoreUnavailableError` for a lost server.
+
+    Every public function defined on the class (and ``__enter__``/``__exit__``) is wrapped once, so no method
+    needs its own ``try``. A nested call translates once: the outer wrapper lets a ``StoreUnavailableError``
+    through. Properties and class methods are left alone (they must not talk to Redis).
+
+    Args:
+        cls: the class whose methods form the boundary.
+
+    Returns:
+        ``cls`` itself, modified in place.
+    """
+    for name, member in list(vars(cls).items()):
+        if inspect.isfunction(member) and (not name.startswith("_") or name in BOUNDARY_DUNDERS):
+            setattr(cls, name, _translating(member))
+    return cls

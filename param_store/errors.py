@@ -1,10 +1,18 @@
-"""Exceptions of the Redis store. Validation errors co-inherit ``ValueError``; lookups ``LookupError``."""
+"""Exceptions of the Redis store. Validation errors co-inherit ``ValueError``; lookups ``LookupError``.
+
+Callers outside :mod:`param_store` never see a ``redis.*`` exception for a lost server: it arrives as
+:class:`StoreUnavailableError` (see :func:`param_store.connection.store_boundary`).
+"""
 
 from __future__ import annotations
 
 
 class StoreError(Exception):
     """Root of every error raised by :mod:`param_store`."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """Redis could not be reached or did not answer in time, after the client's retries; retry later."""
 
 
 class ExperimentNotFoundError(StoreError, LookupError):

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 #: Field separator inside the observation hash; names never contain it (see ``bayesopt.spec.NAME_PATTERN``).
 FIELD_SEP = "|"
 STAT_SUFFIXES = ("n", "s", "q")  # count, sum, sum of squares
+#: The key prefix of a deployment that names none (``BAYESOPT_NAMESPACE`` unset).
+DEFAULT_NAMESPACE = "bo"
 
 
 @dataclass(frozen=True)
 class Keys:
     """Key builder for one namespace."""
 
-    namespace: str = "bo"
+    namespace: str = DEFAULT_NAMESPACE
 
     def _k(self, name: str, *parts: str | int) -> str:
         return ":".join([self.namespace, "{" + name + "}", *map(str, parts)])

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 import redis
 
+from param_store.errors import StoreError
 from param_store.store import ParamStore
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,9 @@ class VersionWatcher:
         names = sorted(set(self.names()))
         if not names:
             return
-        raws = self.store.redis.mget([self.store.keys.current(n) for n in names])
-        for name, raw in zip(names, raws, strict=True):
-            if raw is not None:
-                self._report(name, int(raw))
+        for name, version in self.store.current_versions(names).items():
+            if version is not None:
+                self._report(name, version)
 
     def _report(self, name: str, version: int) -> None:
         if version > self._seen.get(name, 0):
@@ -75,11 +75,11 @@ class VersionWatcher:
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self.store.redis.pubsub()
-                pubsub.psubscribe(self.store.keys.channel_pattern)
+                pubsub = self.store._redis.pubsub()  # param_store-internal: the store's own client and keys
+                pubsub.psubscribe(self.store._keys.channel_pattern)
                 self._await_subscription(pubsub)
                 self._listen(pubsub)
-            except redis.RedisError as exc:
+            except (redis.RedisError, StoreError) as exc:
                 log.warning("pub/sub unavailable (%s); polling every %.1f s", exc, self.poll_interval_s)
                 self._poll_quietly()
                 self._stop.wait(RECONNECT_BACKOFF_S)
@@ -105,7 +105,7 @@ class VersionWatcher:
         while not self._stop.is_set():
             message = pubsub.get_message(timeout=min(1.0, self.poll_interval_s))
             if message and message.get("type") == "pmessage":
-                name = self.store.keys.experiment_of_channel(message["channel"].decode())
+                name = self.store._keys.experiment_of_channel(message["channel"].decode())
                 self._report(name, int(message["data"]))
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + self.poll_interval_s
@@ -114,5 +114,5 @@ class VersionWatcher:
     def _poll_quietly(self) -> None:
         try:
             self.poll_once()
-        except redis.RedisError:
+        except (redis.RedisError, StoreError):
             pass

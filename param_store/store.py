@@ -19,6 +19,7 @@ from bayesopt.distribution import ParameterDistribution
 from bayesopt.observations import ObservationStat, merge, parse_rows
 from bayesopt.spec import ExperimentSpec
 from param_store import observation_codec, scripts
+from param_store.connection import UNAVAILABLE_ERRORS, make_client, store_boundary
 from param_store.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
@@ -26,7 +27,8 @@ from param_store.errors import (
     VersionConflictError,
     VersionNotFoundError,
 )
-from param_store.keys import Keys
+from param_store.keys import DEFAULT_NAMESPACE, Keys
+from param_store.lease import Lease
 from param_store.state import ExperimentState, check_transition
 
 if TYPE_CHECKING:
@@ -36,58 +38,126 @@ if TYPE_CHECKING:
 MAX_RUN_RECORDS = 500
 
 
+@store_boundary
 class ParamStore:
-    """Facade over one Redis connection and one key namespace.
+    """Facade over one Redis connection and one key namespace; the only code that touches either.
 
     Raises: :class:`ExperimentNotFoundError` / :class:`VersionNotFoundError` for unknown names and versions,
     :class:`VersionConflictError` when a version would be rewritten or the pointer would move back,
-    :class:`ObservationRejectedError` or ``bayesopt.ObservationValidationError`` for bad observations.
+    :class:`ObservationRejectedError` or ``bayesopt.ObservationValidationError`` for bad observations, and
+    :class:`StoreUnavailableError` (also a ``ConnectionError``) from any method when Redis cannot be reached or
+    times out.
     """
 
-    def __init__(self, client: redis.Redis, *, namespace: str = "bo") -> None:
-        self.redis = client
-        self.keys = Keys(namespace)
+    def __init__(self, client: redis.Redis, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Wrap ``client`` (the store owns it from now on: :meth:`close` closes it).
+
+        Args:
+            client: a redis-py client; :func:`~param_store.make_client` builds one with the retry policy.
+            namespace: the key prefix that isolates this deployment (or test) on a shared server.
+        """
+        self._redis = client
+        self._keys = Keys(namespace)
         self._activate = client.register_script(scripts.ACTIVATE)
         self._set_state_if = client.register_script(scripts.SET_STATE_IF)
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str = "bo") -> ParamStore:
-        return cls(redis.Redis.from_url(url), namespace=namespace)
+    def from_url(cls, url: str, *, namespace: str = DEFAULT_NAMESPACE) -> ParamStore:
+        """A store on a client from :func:`~param_store.make_client` (its timeouts and retries)."""
+        return cls(make_client(url), namespace=namespace)
+
+    @property
+    def namespace(self) -> str:
+        """The key prefix of this store (read-only)."""
+        return self._keys.namespace
+
+    # -- connection ------------------------------------------------------------------------------------------
+    def ping(self) -> bool:
+        """Whether the server answers (after the client's retries); never raises for a lost server."""
+        try:
+            return bool(self._redis.ping())
+        except UNAVAILABLE_ERRORS:
+            return False
+
+    def close(self) -> None:
+        """Close the client's connections (a later call would open new ones)."""
+        self._redis.close()
+
+    def __enter__(self) -> ParamStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lease(self, name: str, purpose: str, *, ttl_s: float) -> Lease:
+        """A lock on ``(name, purpose)`` renewed by a heartbeat while held; see :class:`~param_store.Lease`.
+
+        Args:
+            name: the experiment.
+            purpose: what the lock guards, e.g. ``"refit:1700000000"`` (one lock per distinct purpose).
+            ttl_s: how long the lock outlives a holder that died without releasing it.
+
+        Returns:
+            A lease that is not acquired yet (no round trip so far).
+        """
+        return Lease(self._redis, self._keys.lock(name, purpose), ttl_s=ttl_s)
 
     # -- specs and lifecycle ---------------------------------------------------------------------------------
     def create_experiment(self, spec: ExperimentSpec) -> None:
         """Store a new experiment in the draft state; raises :class:`ExperimentExistsError` if the name is taken."""
-        if not self.redis.set(self.keys.spec(spec.name), spec.to_json(), nx=True):
+        if not self._redis.set(self._keys.spec(spec.name), spec.to_json(), nx=True):
             raise ExperimentExistsError(f"experiment {spec.name!r} exists already")
-        self.redis.set(self.keys.state(spec.name), ExperimentState.DRAFT.value)
-        self.redis.sadd(self.keys.experiments, spec.name)
+        self._redis.set(self._keys.state(spec.name), ExperimentState.DRAFT.value)
+        self._redis.sadd(self._keys.experiments, spec.name)
 
     def save_spec(self, spec: ExperimentSpec) -> None:
         """Replace the stored spec of an existing experiment (later refits use it; published versions keep their hash)."""
         self._require(spec.name)
-        self.redis.set(self.keys.spec(spec.name), spec.to_json())
+        self._redis.set(self._keys.spec(spec.name), spec.to_json())
 
     def load_spec(self, name: str) -> ExperimentSpec:
-        raw = self.redis.get(self.keys.spec(name))
+        raw = self._redis.get(self._keys.spec(name))
         if raw is None:
             raise ExperimentNotFoundError(f"no experiment named {name!r}")
         return ExperimentSpec.from_json(raw.decode())
 
     def list_experiments(self) -> list[str]:
-        return sorted(m.decode() for m in self.redis.smembers(self.keys.experiments))
+        return sorted(m.decode() for m in self._redis.smembers(self._keys.experiments))
 
     def exists(self, name: str) -> bool:
-        return bool(self.redis.exists(self.keys.spec(name)))
+        return bool(self._redis.exists(self._keys.spec(name)))
 
     def _require(self, name: str) -> None:
         if not self.exists(name):
             raise ExperimentNotFoundError(f"no experiment named {name!r}")
 
     def state(self, name: str) -> ExperimentState:
-        raw = self.redis.get(self.keys.state(name))
+        raw = self._redis.get(self._keys.state(name))
         if raw is None:
             raise ExperimentNotFoundError(f"no experiment named {name!r}")
         return ExperimentState(raw.decode())
+
+    def states_and_specs(self, names: Iterable[str]) -> dict[str, tuple[ExperimentState, ExperimentSpec] | None]:
+        """The lifecycle state and spec of each of ``names`` in one round trip.
+
+        Args:
+            names: experiment names (duplicates are read once).
+
+        Returns:
+            ``{name: (state, spec)}`` in the order given, with None for a name that is not stored.
+        """
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        raws = self._redis.mget([k for n in names for k in (self._keys.state(n), self._keys.spec(n))])
+        out: dict[str, tuple[ExperimentState, ExperimentSpec] | None] = {}
+        for i, name in enumerate(names):
+            state_raw, spec_raw = raws[2 * i], raws[2 * i + 1]
+            if state_raw is None or spec_raw is None:
+                out[name] = None
+            else:
+                out[name] = (ExperimentState(state_raw.decode()), ExperimentSpec.from_json(spec_raw.decode()))
+        return out
 
     def transition(self, name: str, target: ExperimentState | str) -> ExperimentState:
         """Move the experiment to ``target``; raises :class:`InvalidTransitionError` naming the allowed ones."""
@@ -95,27 +165,31 @@ class ParamStore:
         while True:
             current = self.state(name)
             check_transition(name, current, target)
-            if self._set_state_if(keys=[self.keys.state(name)], args=[current.value, target.value]):
+            if self._set_state_if(keys=[self._keys.state(name)], args=[current.value, target.value]):
                 return target
 
     # -- distributions ---------------------------------------------------------------------------------------
     def next_version(self, name: str) -> int:
         """Reserve a fresh version number (strictly larger than any handed out before)."""
         self._require(name)
-        return int(self.redis.incr(self.keys.version_seq(name)))
+        return int(self._redis.incr(self._keys.version_seq(name)))
 
     def write_version(self, dist: ParameterDistribution) -> None:
         """Write a version record once; raises :class:`VersionConflictError` if that version exists."""
         self._require(dist.experiment)
-        if not self.redis.set(self.keys.version(dist.experiment, dist.version), dist.to_json(), nx=True):
+        if not self._redis.set(self._keys.version(dist.experiment, dist.version), dist.to_json(), nx=True):
             raise VersionConflictError(f"{dist.experiment!r} version {dist.version} exists already and is immutable")
 
     def activate(self, name: str, version: int, *, at: float | None = None) -> int:
-        """Point ``current`` at ``version`` in one atomic step and announce it; returns the previous version."""
+        """Point ``current`` at ``version`` in one atomic step and announce it; returns the previous version.
+
+        ``at`` (epoch seconds) is the activation time kept in the history; None takes the Redis server's clock,
+        so that activations by different processes are recorded in the order they happened.
+        """
         result = int(
             self._activate(
-                keys=[self.keys.current(name), self.keys.history(name), self.keys.version(name, version)],
-                args=[version, time.time() if at is None else at, self.keys.channel(name)],
+                keys=[self._keys.current(name), self._keys.history(name), self._keys.version(name, version)],
+                args=[version, "" if at is None else repr(float(at)), self._keys.channel(name)],
             )
         )
         if result == -2:
@@ -131,8 +205,16 @@ class ParamStore:
         return dist
 
     def current_version(self, name: str) -> int | None:
-        raw = self.redis.get(self.keys.current(name))
+        raw = self._redis.get(self._keys.current(name))
         return None if raw is None else int(raw)
+
+    def current_versions(self, names: Iterable[str]) -> dict[str, int | None]:
+        """The ``current`` pointer of each of ``names`` in one round trip (None: nothing activated, or unknown)."""
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        raws = self._redis.mget([self._keys.current(n) for n in names])
+        return {n: None if raw is None else int(raw) for n, raw in zip(names, raws, strict=True)}
 
     def current(self, name: str) -> ParameterDistribution:
         """The distribution ``current`` points at; raises :class:`VersionNotFoundError` before the first publish."""
@@ -143,7 +225,7 @@ class ParamStore:
         return self.load_version(name, version)
 
     def load_version(self, name: str, version: int) -> ParameterDistribution:
-        raw = self.redis.get(self.keys.version(name, version))
+        raw = self._redis.get(self._keys.version(name, version))
         if raw is None:
             self._require(name)
             raise VersionNotFoundError(f"{name!r} has no version {version}")
@@ -154,7 +236,7 @@ class ParamStore:
         versions = sorted(set(versions))
         if not versions:
             return {}
-        raws = self.redis.mget([self.keys.version(name, v) for v in versions])
+        raws = self._redis.mget([self._keys.version(name, v) for v in versions])
         missing = [v for v, raw in zip(versions, raws, strict=True) if raw is None]
         if missing:
             raise VersionNotFoundError(f"{name!r} has no versions {missing}")
@@ -163,11 +245,11 @@ class ParamStore:
     def history(self, name: str) -> list[tuple[int, float]]:
         """Activated versions with their activation times, oldest first."""
         self._require(name)
-        return [(int(v), float(t)) for v, t in self.redis.zrange(self.keys.history(name), 0, -1, withscores=True)]
+        return [(int(v), float(t)) for v, t in self._redis.zrange(self._keys.history(name), 0, -1, withscores=True)]
 
     def rollback(self, name: str, version: int) -> ParameterDistribution:
         """Publish a new version whose content repeats ``version`` (which must have been activated)."""
-        if self.redis.zscore(self.keys.history(name), version) is None:
+        if self._redis.zscore(self._keys.history(name), version) is None:
             self._require(name)
             raise VersionNotFoundError(f"{name!r} never activated version {version}; see its history")
         old = self.load_version(name, version)
@@ -189,8 +271,8 @@ class ParamStore:
             stats += parse_rows(raw)
         stats = merge(stats)
         self._check_references(name, stats)
-        pipe = self.redis.pipeline(transaction=True)
-        key = self.keys.observations(name)
+        pipe = self._redis.pipeline(transaction=True)
+        key = self._keys.observations(name)
         for s in stats:
             for field, amount in observation_codec.increments(s):
                 pipe.hincrbyfloat(key, field, amount)
@@ -201,7 +283,7 @@ class ParamStore:
         spec = self.load_spec(name)
         metrics = set(spec.metric_names)
         versions = sorted({s.version for s in stats})
-        raws = self.redis.mget([self.keys.version(name, v) for v in versions]) if versions else []
+        raws = self._redis.mget([self._keys.version(name, v) for v in versions]) if versions else []
         arms_of = {v: None if raw is None else {a["arm_id"] for a in json.loads(raw)["arms"]} for v, raw in zip(versions, raws, strict=True)}
         problems = []
         for s in stats:
@@ -218,38 +300,44 @@ class ParamStore:
     def observations(self, name: str) -> pd.DataFrame:
         """All statistics of the experiment, one row per (version, arm, metric, source); see ``STAT_COLUMNS``."""
         self._require(name)
-        return observation_codec.decode(self.redis.hgetall(self.keys.observations(name)))
+        return observation_codec.decode(self._redis.hgetall(self._keys.observations(name)))
 
     # -- refit run records -----------------------------------------------------------------------------------
     def record_run(self, name: str, record: Mapping[str, Any]) -> None:
         """Prepend a JSON run record (refit status) and trim old ones."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lpush(self.keys.runs(name), json.dumps(dict(record), sort_keys=True, allow_nan=False))
-        pipe.ltrim(self.keys.runs(name), 0, MAX_RUN_RECORDS - 1)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.lpush(self._keys.runs(name), json.dumps(dict(record), sort_keys=True, allow_nan=False))
+        pipe.ltrim(self._keys.runs(name), 0, MAX_RUN_RECORDS - 1)
         pipe.execute()
 
     def runs(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
         """Newest run records first."""
-        return [json.loads(r) for r in self.redis.lrange(self.keys.runs(name), 0, limit - 1)]
+        return [json.loads(r) for r in self._redis.lrange(self._keys.runs(name), 0, limit - 1)]
 
     def mark_refit_done(self, name: str, period: int, summary: Mapping[str, Any], *, ttl_s: int) -> None:
         """Record that the refit of ``period`` finished (overwriting any earlier marker); expires after ``ttl_s``."""
-        self.redis.set(self.keys.refit_done(name, period), json.dumps(dict(summary), sort_keys=True, allow_nan=False), ex=ttl_s)
+        self._redis.set(self._keys.refit_done(name, period), json.dumps(dict(summary), sort_keys=True, allow_nan=False), ex=ttl_s)
 
     def refit_done(self, name: str, period: int) -> dict[str, Any] | None:
         """The summary stored by :meth:`mark_refit_done`, or None if that period has not been refitted."""
-        raw = self.redis.get(self.keys.refit_done(name, period))
+        raw = self._redis.get(self._keys.refit_done(name, period))
         return None if raw is None else json.loads(raw)
 
     def save_model_state(self, name: str, version: int, state: Mapping[str, Any]) -> None:
         """Keep the JSON warm-start state of the fit behind ``version`` (the next refit starts from it)."""
         doc = {"schema_version": 1, "version": version, "state": dict(state)}
-        self.redis.set(self.keys.model_state(name), json.dumps(doc, sort_keys=True, allow_nan=False))
+        self._redis.set(self._keys.model_state(name), json.dumps(doc, sort_keys=True, allow_nan=False))
 
     def load_model_state(self, name: str) -> dict[str, Any] | None:
         """``{"version", "state"}`` saved by :meth:`save_model_state`, or None (none saved, or an unknown schema)."""
-        raw = self.redis.get(self.keys.model_state(name))
+        raw = self._redis.get(self._keys.model_state(name))
         if raw is None:
             return None
         doc = json.loads(raw)
         return doc if doc.get("schema_version") == 1 else None
+
+    def clear_model_state(self, *names: str) -> int:
+        """Forget the warm-start state of ``names`` (their next refit starts cold); returns how many there were."""
+        if not names:
+            return 0
+        return int(self._redis.delete(*[self._keys.model_state(n) for n in names]))

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -27,6 +26,7 @@ from param_store import (
     InvalidTransitionError,
     ObservationRejectedError,
     ParamStore,
+    StoreUnavailableError,
     VersionConflictError,
     VersionNotFoundError,
     make_client,
@@ -53,8 +53,7 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (ExperimentExistsError, 409, "experiment_exists"),
     (InvalidTransitionError, 409, "invalid_transition"),
     (VersionConflictError, 409, "version_conflict"),
-    (redis.ConnectionError, 503, "store_unavailable"),
-    (redis.TimeoutError, 503, "store_unavailable"),
+    (StoreUnavailableError, 503, "store_unavailable"),
 )
 
 
@@ -135,11 +134,7 @@ def _register_ops(app: Flask) -> None:
     @app.get("/v1/ready")
     def ready() -> Response:
         ctx = context()
-        checks = {"cache_warm": ctx.cache.warm}
-        try:
-            checks["redis"] = bool(ctx.store.redis.ping())
-        except redis.RedisError:
-            checks["redis"] = False
+        checks = {"cache_warm": ctx.cache.warm, "redis": ctx.store.ping()}
         ok = all(checks.values())
         return json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
 

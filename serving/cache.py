@@ -6,7 +6,7 @@ one when something changes:
 - a version is activated: ``param_store.VersionWatcher`` hears the publish announcement (pub/sub), and polls the
   ``current`` pointers every ``poll_interval_s`` as the fallback for lost messages;
 - the lifecycle state or the spec changes (pause, resume, edited traffic shares): these are not announced, so
-  a second daemon thread reads every cached experiment's state and spec in one MGET per ``poll_interval_s``;
+  a second daemon thread reads every cached experiment's state and spec in one round trip per ``poll_interval_s``;
 - this worker's own admin endpoints change something: they reload at once.
 
 A snapshot is built from the latest activations only (a contiguous tail of the history), which covers the
@@ -21,10 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 
-import redis
-
 from bayesopt.spec import NAME_PATTERN, ExperimentSpec
-from param_store import ExperimentNotFoundError, ParamStore, VersionWatcher
+from param_store import ExperimentNotFoundError, ExperimentState, ParamStore, StoreUnavailableError, VersionWatcher
 from serving.assignment import COUPLED_MODE, ServingSnapshot
 from serving.config import ServingConfig
 
@@ -43,7 +41,7 @@ class DistributionCache:
         self.listener = listener
         self.warm = False
         self._snapshots: dict[str, ServingSnapshot] = {}
-        self._fingerprints: dict[str, tuple[bytes | None, bytes | None]] = {}
+        self._fingerprints: dict[str, tuple[ExperimentState, ExperimentSpec] | None] = {}
         self._unknown: dict[str, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -84,25 +82,25 @@ class DistributionCache:
             self.listener(name, snapshot, trigger)
         return snapshot
 
-    def _read(self, name: str) -> tuple[ServingSnapshot, tuple[bytes | None, bytes | None]]:
-        state_raw, spec_raw = self._raw_state_and_spec([name])[0]
-        if state_raw is None or spec_raw is None:
+    def _read(self, name: str) -> tuple[ServingSnapshot, tuple[ExperimentState, ExperimentSpec]]:
+        stored = self.store.states_and_specs([name])[name]
+        if stored is None:
             raise ExperimentNotFoundError(f"no experiment named {name!r}")
-        spec = ExperimentSpec.from_json(spec_raw.decode())
+        state, spec = stored
         history = self.store.history(name)
         start = self._tail_start(len(history), self.config.mode_for(name))
         tail = history[start:]
         dists = self.store.load_versions(name, [v for v, _ in tail])
         snapshot = ServingSnapshot(
             experiment=name,
-            state=state_raw.decode(),
+            state=state.value,
             experiment_share=spec.traffic.experiment_share,
             stickiness_seconds=spec.stickiness_seconds,
             versions=[(start + i, dists[v]) for i, (v, _) in enumerate(tail)],
             mode=self.config.mode_for(name),
             horizon=self.config.coupling_horizon,
         )
-        return snapshot, (state_raw, spec_raw)
+        return snapshot, stored
 
     def _tail_start(self, n: int, mode: str) -> int:
         """First activation index to hold: ``history_depth`` back, and in coupled mode two whole blocks."""
@@ -111,11 +109,6 @@ class DistributionCache:
             h = self.config.coupling_horizon
             start = min(start, ((n - 1) // h - 1) * h)
         return max(0, start)
-
-    def _raw_state_and_spec(self, names: list[str]) -> list[tuple[bytes | None, bytes | None]]:
-        keys = self.store.keys
-        raws = self.store.redis.mget([k for n in names for k in (keys.state(n), keys.spec(n))])
-        return [(raws[2 * i], raws[2 * i + 1]) for i in range(len(names))]
 
     def _remember_unknown(self, name: str) -> None:
         if self.config.negative_ttl_s > 0:
@@ -138,7 +131,7 @@ class DistributionCache:
                     self.load(name, trigger="warm_up")
                 except ExperimentNotFoundError:
                     continue
-        except redis.RedisError as exc:
+        except StoreUnavailableError as exc:
             log.warning("cache warm-up failed (%s); retrying every %.1f s", exc, self.config.poll_interval_s)
             return False
         self.warm = True
@@ -180,7 +173,7 @@ class DistributionCache:
         names = self.names()
         if not names:
             return
-        for name, fingerprint in zip(names, self._raw_state_and_spec(names), strict=True):
+        for name, fingerprint in self.store.states_and_specs(names).items():
             if fingerprint != self._fingerprints.get(name):
                 try:
                     self.load(name, trigger="poll")

@@ -33,7 +33,7 @@ class ServingContext:
         """Stop the cache's refresh threads and the store connection (tests; gunicorn just exits)."""
         self.cache.close()
         self.metrics.stop()
-        self.store.redis.close()
+        self.store.close()
 
 
 def context() -> ServingContext:

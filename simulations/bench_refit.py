@@ -140,7 +140,7 @@ def _refit(url: str, namespace: str, name: str, now: float, repeats: int) -> dic
     store = ParamStore.from_url(url, namespace=namespace)
     runs = []
     for _ in range(repeats):
-        store.redis.delete(store.keys.model_state(name))  # cold: compare data growth, not warm starts
+        store.clear_model_state(name)  # cold: compare data growth, not warm starts
         cpu = time.process_time()
         record = refit_experiment(url, namespace, name, now=now, options=RefitOptions(activation_delay_s=0.0, force=True))
         if record.status.value != "published":
@@ -199,7 +199,7 @@ def bench_pool(url: str, namespace: str, size: dict[str, int], workers: int, log
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            store.redis.delete(*[store.keys.model_state(n) for n in names])
+            store.clear_model_state(*names)
             t = time.perf_counter()
             records = [refit_experiment(url, namespace, n, now=T0 + 24 * HOUR, options=options) for n in names]
             return time.perf_counter() - t, records
@@ -212,7 +212,7 @@ def bench_pool(url: str, namespace: str, size: dict[str, int], workers: int, log
     log(f"pool: {len(names)} refits one by one ({threads} torch threads) in {sequential_s:.1f} s")
     single_thread_s, single_thread = one_by_one(1)
     log(f"pool: {len(names)} refits one by one (1 torch thread) in {single_thread_s:.1f} s")
-    store.redis.delete(*[store.keys.model_state(n) for n in names])  # the pool starts as cold
+    store.clear_model_state(*names)  # the pool starts as cold
     with RefitPool(workers) as pool:
         t = time.perf_counter()
         pool.warm_up()

@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
-from param_store import EmbeddedRedis, ParamStore
+from param_store import EmbeddedRedis, Keys, ParamStore
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,20 @@ def namespace() -> str:
 @pytest.fixture
 def store(redis_server: EmbeddedRedis, namespace: str) -> ParamStore:
     return ParamStore(redis_server.client(), namespace=namespace)
+
+
+@pytest.fixture
+def raw_redis(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    """A plain redis-py client on the session's server, for tests that corrupt or inspect stored data.
+
+    Production code never does this: only ``param_store`` touches Redis.
+    """
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def raw_keys(namespace: str) -> Keys:
+    """The store's key builder for this test's namespace (to go with :func:`raw_redis`)."""
+    return Keys(namespace)

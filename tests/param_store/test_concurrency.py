@@ -63,7 +63,7 @@ def test_concurrent_publishers_and_readers_see_whole_versions_in_order(redis_ser
     store.create_experiment(spec)
     store.publish(make_distribution(spec, store.next_version("feed")))
     queue: mp.Queue = CTX.Queue()
-    sock, ns = str(redis_server.socket_path), store.keys.namespace
+    sock, ns = str(redis_server.socket_path), store.namespace
     readers = [CTX.Process(target=_reader, args=(sock, ns, READ_SECONDS, queue)) for _ in range(READERS)]
     writers = [CTX.Process(target=_writer, args=(sock, ns, s)) for s in range(WRITERS)]
     for p in readers:
@@ -102,7 +102,7 @@ def test_concurrent_increments_sum_exactly(redis_server: EmbeddedRedis, store: P
     spec = make_spec()
     store.create_experiment(spec)
     store.publish(make_distribution(spec, store.next_version("feed")))
-    procs = [CTX.Process(target=_incrementer, args=(str(redis_server.socket_path), store.keys.namespace)) for _ in range(INCREMENTERS)]
+    procs = [CTX.Process(target=_incrementer, args=(str(redis_server.socket_path), store.namespace)) for _ in range(INCREMENTERS)]
     for p in procs:
         p.start()
     for p in procs:
@@ -125,7 +125,7 @@ def test_publisher_killed_between_write_and_activate_leaves_current(redis_server
     spec = make_spec()
     store.create_experiment(spec)
     v1 = store.publish(make_distribution(spec, store.next_version("feed")))
-    proc = CTX.Process(target=_publisher_killed_before_activate, args=(str(redis_server.socket_path), store.keys.namespace))
+    proc = CTX.Process(target=_publisher_killed_before_activate, args=(str(redis_server.socket_path), store.namespace))
     proc.start()
     proc.join(60)
     assert proc.exitcode == -signal.SIGKILL

@@ -7,6 +7,7 @@ import threading
 
 import pandas as pd
 import pytest
+import redis
 
 from bayesopt import ObservationValidationError
 from param_store import (
@@ -14,9 +15,9 @@ from param_store import (
     ExperimentNotFoundError,
     ExperimentState,
     InvalidTransitionError,
+    Keys,
     ObservationRejectedError,
     ParamStore,
-    TokenLock,
     VersionConflictError,
     VersionNotFoundError,
     VersionWatcher,
@@ -50,12 +51,12 @@ def test_distribution_round_trip_through_redis(store: ParamStore) -> None:
     assert store.load_version("feed", 1).to_json() == dist.to_json()
 
 
-def test_every_key_carries_the_experiment_hash_tag(store: ParamStore) -> None:
+def test_every_key_carries_the_experiment_hash_tag(store: ParamStore, raw_redis: redis.Redis, raw_keys: Keys) -> None:
     _launched(store, "tagged")
     store.add_observations("tagged", make_rows(1, "control", "sessions"))
     store.record_run("tagged", {"ok": True})
-    keys = [k.decode() for k in store.redis.scan_iter(match=f"{store.keys.namespace}:*")]
-    per_experiment = [k for k in keys if k != store.keys.experiments]
+    keys = [k.decode() for k in raw_redis.scan_iter(match=f"{store.namespace}:*")]
+    per_experiment = [k for k in keys if k != raw_keys.experiments]
     assert len(per_experiment) >= 6 and all("{tagged}" in k for k in per_experiment), keys
 
 
@@ -164,15 +165,6 @@ def test_run_records_newest_first(store: ParamStore) -> None:
     assert [r["run"] for r in store.runs("feed", 2)] == [2, 1]
 
 
-def test_token_lock_only_owner_releases(store: ParamStore) -> None:
-    key = store.keys.lock("feed", "refit")
-    first, second = TokenLock(store.redis, key, ttl_ms=5000), TokenLock(store.redis, key, ttl_ms=5000)
-    assert first.acquire() and not second.acquire()
-    assert not second.release() and first.owned()
-    assert first.extend() and first.release()
-    assert second.acquire()
-
-
 def test_watcher_hears_publish_and_polls(store: ParamStore) -> None:
     spec, _ = _launched(store)
     heard: list[tuple[str, int]] = []
@@ -192,13 +184,13 @@ def test_watcher_hears_publish_and_polls(store: ParamStore) -> None:
     assert heard[0] == ("feed", 1) and heard[-1] == ("feed", 2)
 
 
-def test_watcher_falls_back_to_polling(store: ParamStore) -> None:
+def test_watcher_falls_back_to_polling(store: ParamStore, raw_redis: redis.Redis, raw_keys: Keys) -> None:
     spec, _ = _launched(store)
     heard: list[int] = []
     watcher = VersionWatcher(store, lambda n, v: heard.append(v), lambda: ["feed"], poll_interval_s=0.2)
     store.write_version(make_distribution(spec, 2))
     # A pointer moved without a message (as when the subscriber was disconnected): polling must notice it.
-    store.redis.set(store.keys.current("feed"), 2)
+    raw_redis.set(raw_keys.current("feed"), 2)
     watcher.poll_once()
     assert heard == [2]
 

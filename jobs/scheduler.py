@@ -117,7 +117,7 @@ class RefitScheduler:
     def shutdown(self, *, wait: bool = True) -> None:
         self.scheduler.shutdown(wait=wait)
         self.pool.shutdown(wait=wait)
-        self.store.redis.close()
+        self.store.close()
 
     # -- jobs ------------------------------------------------------------------------------------------------
     def scheduled(self) -> dict[str, Schedule]:

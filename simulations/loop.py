@@ -439,7 +439,7 @@ def run_closed_loop(
         finally:
             if bar is not None:
                 bar.close()
-            store.redis.close()
+            store.close()
     control = dict(zip(world.metric_names, truth.control.tolist(), strict=True))
     optimum_doc = {"arm_id": optimum.arm_id, "values": dict(optimum.values), "objective": optimum.objective,
                    "relative": dict(optimum.relative), "metrics": dict(optimum.metrics)}

@@ -45,10 +45,12 @@ def test_refit_again_says_nothing_changed(store: ParamStore, capsys: pytest.Capt
     assert json.loads(capsys.readouterr().out)["version"] == 3
 
 
-def test_broken_data_exits_1_and_names_the_row(store: ParamStore, capsys: pytest.CaptureFixture) -> None:
+def test_broken_data_exits_1_and_names_the_row(
+    store: ParamStore, raw_redis, raw_keys, capsys: pytest.CaptureFixture
+) -> None:
     launch(store)
     observe(store, "feed")
-    store.redis.hset(store.keys.observations("feed"), "1|control|applies|online|n", "-1")
+    raw_redis.hset(raw_keys.observations("feed"), "1|control|applies|online|n", "-1")
     assert main(["refit", "feed", *STUB]) == 1
     out = capsys.readouterr().out
     assert "feed: kept invalid_data" in out

@@ -20,7 +20,7 @@ DAY = 86_400  # one period for the whole test, so the killed run and the retries
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(not policy_available(), reason="bayesopt.policy is not there yet")
 def test_a_refit_killed_during_the_fit_keeps_the_current_version_and_the_next_run_succeeds(
-    redis_server: EmbeddedRedis, store: ParamStore, namespace: str, tmp_path
+    redis_server: EmbeddedRedis, store: ParamStore, namespace: str, tmp_path, raw_redis, raw_keys
 ) -> None:
     spec = launch(store)
     observe(store, "feed")
@@ -40,7 +40,7 @@ def test_a_refit_killed_during_the_fit_keeps_the_current_version_and_the_next_ru
 
     assert store.current("feed") == before and store.runs("feed") == []
     period = int(time.time() // DAY * DAY)
-    assert store.redis.pttl(store.keys.lock("feed", f"refit:{period}")) > 0  # the dead run's lock, until it expires
+    assert raw_redis.pttl(raw_keys.lock("feed", f"refit:{period}")) > 0  # the dead run's lock, until it expires
 
     options = RefitOptions(period_seconds=DAY, activation_delay_s=0.0, lock_ttl_s=LOCK_TTL_S)
     blocked = refit_experiment(redis_server.url, namespace, "feed", policy=POLICY, options=options)

@@ -67,10 +67,12 @@ def test_the_next_period_refits_again(store: ParamStore, refit) -> None:
 
 
 @pytest.mark.parametrize("value", ["nan", "-4"])
-def test_a_broken_count_in_stored_data_is_reported_not_published(store: ParamStore, refit, value: str) -> None:
+def test_a_broken_count_in_stored_data_is_reported_not_published(
+    store: ParamStore, raw_redis, raw_keys, refit, value: str
+) -> None:
     launch(store)
     observe(store, "feed")
-    store.redis.hset(store.keys.observations("feed"), "1|control|sessions|online|n", value)  # some other writer
+    raw_redis.hset(raw_keys.observations("feed"), "1|control|sessions|online|n", value)  # some other writer
     record = refit()
     assert (record.status, record.reason) == (RunStatus.KEPT, Reason.INVALID_DATA)
     expected = "nan" if value == "nan" else "-4.0"
@@ -82,10 +84,10 @@ def test_a_broken_count_in_stored_data_is_reported_not_published(store: ParamSto
     assert stored["reason"] == "invalid_data" and stored["problems"] == list(record.problems)
 
 
-def test_undecodable_stored_data_is_reported(store: ParamStore, refit) -> None:
+def test_undecodable_stored_data_is_reported(store: ParamStore, raw_redis, raw_keys, refit) -> None:
     launch(store)
     observe(store, "feed")
-    store.redis.hset(store.keys.observations("feed"), "1|control|sessions|online|s", "lots")
+    raw_redis.hset(raw_keys.observations("feed"), "1|control|sessions|online|s", "lots")
     record = refit()
     assert record.reason is Reason.INVALID_DATA and "cannot be decoded" in record.problems[0]
     assert store.current_version("feed") == 1
@@ -134,14 +136,14 @@ def test_an_invalid_proposal_is_not_published(store: ParamStore, refit) -> None:
     assert store.current_version("feed") == 1
 
 
-def test_a_period_locked_by_another_process_is_skipped(store: ParamStore, refit) -> None:
+def test_a_period_locked_by_another_process_is_skipped(store: ParamStore, raw_redis, raw_keys, refit) -> None:
     launch(store)
     observe(store, "feed")
     period = int(NOW // HOUR * HOUR)
-    store.redis.set(store.keys.lock("feed", f"refit:{period}"), "someone-else", px=30_000)
+    raw_redis.set(raw_keys.lock("feed", f"refit:{period}"), "someone-else", px=30_000)
     record = refit()
     assert (record.status, record.reason) == (RunStatus.SKIPPED, Reason.LOCKED)
-    assert store.redis.get(store.keys.lock("feed", f"refit:{period}")) == b"someone-else"  # not ours to release
+    assert raw_redis.get(raw_keys.lock("feed", f"refit:{period}")) == b"someone-else"  # not ours to release
 
 
 def test_a_version_published_while_the_refit_ran_is_not_overwritten(store: ParamStore, refit) -> None:
@@ -158,11 +160,13 @@ def test_a_version_published_while_the_refit_ran_is_not_overwritten(store: Param
     assert store.current("feed").source_version == 1 and store.current_version("feed") == first + 1
 
 
-def test_a_run_that_published_but_died_before_its_marker_is_recognised(store: ParamStore, refit) -> None:
+def test_a_run_that_published_but_died_before_its_marker_is_recognised(
+    store: ParamStore, raw_redis, raw_keys, refit
+) -> None:
     launch(store)
     observe(store, "feed")
     published = refit()
-    store.redis.delete(store.keys.refit_done("feed", published.period))
+    raw_redis.delete(raw_keys.refit_done("feed", published.period))
     again = refit(now=NOW + 60)
     assert (again.status, again.version) == (RunStatus.SKIPPED, published.version)
     assert store.refit_done("feed", published.period)["status"] == "published"

@@ -2,7 +2,8 @@
 
 The distribution record checks its own invariants when it is built (weights, ids); this adds what needs the
 spec and the previous version: bounds, the control arm and its share, an arm-count cap, the guardrail
-diagnostics (how much traffic goes to arms that are probably infeasible) and JSON-safe diagnostics.
+diagnostics (feasibility information present where a guardrail needs it, and how much traffic goes to arms
+that are probably infeasible; see :func:`_guardrail_problems`) and JSON-safe diagnostics.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from bayesopt.distribution import WEIGHT_SUM_TOLERANCE, ParameterDistribution, plain_json
-from bayesopt.spec import ExperimentSpec
+from bayesopt.spec import POLICY_METHODS, ExperimentSpec
+
+#: The diagnostics key in which a distribution without per-arm ``p_feasible`` says why it has none.
+FEASIBILITY_STATEMENT = "feasibility"
+#: ``diagnostics["kind"]`` of the launch design (:mod:`bayesopt.launch_design`).
+LAUNCH_DESIGN_KIND = "initial_design"
 
 
 def proposal_problems(
@@ -52,26 +58,63 @@ def _control_problems(spec: ExperimentSpec, dist: ParameterDistribution) -> list
 
 
 def _guardrail_problems(spec: ExperimentSpec, dist: ParameterDistribution) -> list[str]:
-    """Traffic on arms whose probability of meeting every guardrail is under the threshold must stay small."""
-    arms = dist.diagnostics.get("arms")
-    if not spec.guardrails or not isinstance(arms, Mapping):
+    """Feasibility information is present where it must be, and little traffic goes to probably infeasible arms.
+
+    Only under a spec with guardrails. The rule, per distribution (``diagnostics["arms"][arm_id]["p_feasible"]``
+    is an arm's probability of meeting every guardrail):
+
+    1. every ``p_feasible`` given (control's included) is a number in [0, 1];
+    2. every non-control arm must have one when ``diagnostics["kind"]`` is a model kind
+       (:data:`~bayesopt.spec.POLICY_METHODS`, what :mod:`bayesopt.policy` stamps), when the kind is the launch
+       design's (``initial_design``), or when any arm has one (partial information is a bug, not a choice);
+       a distribution may instead say why it has none in ``diagnostics["feasibility"]``, a non-empty string
+       (the launch design, before any data, has no model to ask);
+    3. the arms with ``p_feasible`` below ``policy.feasibility_threshold`` carry at most
+       ``policy.max_unsafe_share`` of traffic (control is never counted).
+
+    Other kinds without any ``p_feasible`` (the closed-loop baselines, which model no guardrail) pass rule 2:
+    they claim no model whose feasibility could be checked.
+    """
+    if not spec.guardrails:
         return []
+    diagnostics = dist.diagnostics
+    arms = diagnostics.get("arms")
+    arms = arms if isinstance(arms, Mapping) else {}
+    out: list[str] = []
+    known: dict[str, float] = {}
+    for arm_id, info in arms.items():
+        if not isinstance(info, Mapping) or "p_feasible" not in info:
+            continue
+        p = info["p_feasible"]
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            out.append(f"diagnostics.arms.{arm_id}.p_feasible: must be a probability in [0, 1], got {p!r}")
+        else:
+            known[str(arm_id)] = float(p)
+    exploring = [a for a in dist.arms if a.arm_id != dist.control_arm_id]
+    missing = [a.arm_id for a in exploring if a.arm_id not in known]
+    kind = diagnostics.get("kind")
+    statement = diagnostics.get(FEASIBILITY_STATEMENT)
+    if statement is not None and not (isinstance(statement, str) and statement.strip()):
+        out.append(f"diagnostics.{FEASIBILITY_STATEMENT}: must be a non-empty string saying why no arm has "
+                   f"p_feasible, got {statement!r}")
+    required = kind in POLICY_METHODS or kind == LAUNCH_DESIGN_KIND or bool(known)
+    if missing and required and not (isinstance(statement, str) and statement.strip()):
+        names = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        out.append(
+            f"diagnostics.arms: {len(missing)} of {len(exploring)} arms ({names}) have no p_feasible, but the spec has "
+            f"guardrails and the distribution (kind {kind!r}) gives no feasibility for them; report each arm's "
+            f"p_feasible, or say why there is none in diagnostics['{FEASIBILITY_STATEMENT}']"
+        )
     threshold = spec.policy.feasibility_threshold
-    unsafe = [
-        a for a in dist.arms
-        if a.arm_id != dist.control_arm_id
-        and isinstance(arms.get(a.arm_id), Mapping)
-        and isinstance(arms[a.arm_id].get("p_feasible"), (int, float))
-        and arms[a.arm_id]["p_feasible"] < threshold
-    ]
+    unsafe = [a for a in exploring if a.arm_id in known and known[a.arm_id] < threshold]
     share = sum(a.weight for a in unsafe)
     if share > spec.policy.max_unsafe_share + WEIGHT_SUM_TOLERANCE:
         names = ", ".join(a.arm_id for a in unsafe[:5]) + (", ..." if len(unsafe) > 5 else "")
-        return [
+        out.append(
             f"diagnostics: {share:.3f} of traffic goes to arms with p_feasible < {threshold} ({names}); "
             f"policy.max_unsafe_share allows {spec.policy.max_unsafe_share}"
-        ]
-    return []
+        )
+    return out
 
 
 def _diagnostics_problems(diagnostics: Mapping[str, Any]) -> list[str]:

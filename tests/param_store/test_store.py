@@ -168,17 +168,17 @@ def test_run_records_newest_first(store: ParamStore) -> None:
 def test_watcher_hears_publish_and_polls(store: ParamStore) -> None:
     spec, _ = _launched(store)
     heard: list[tuple[str, int]] = []
-    event = threading.Event()
+    events = {1: threading.Event(), 2: threading.Event()}
 
     def on_version(name: str, version: int) -> None:
         heard.append((name, version))
-        if version == 2:
-            event.set()
+        events[version].set()
 
     watcher = VersionWatcher(store, on_version, lambda: ["feed"], poll_interval_s=30.0).start()
     try:
+        assert events[1].wait(10), heard  # the catch-up poll once subscribed; publishing earlier would skip it
         store.publish(make_distribution(spec, store.next_version("feed")))
-        assert event.wait(10), heard  # within 10 s although the poll interval is 30 s: pub/sub delivered it
+        assert events[2].wait(10), heard  # within 10 s although the poll interval is 30 s: pub/sub delivered it
     finally:
         watcher.stop()
     assert heard[0] == ("feed", 1) and heard[-1] == ("feed", 2)

@@ -1,6 +1,7 @@
 """Experiment list and status (read from the store, not the cache) and the admin actions.
 
-Admin actions reload this worker's cache at once; other workers follow through the publish announcement
+Launching is :func:`param_store.launch.launch_experiment`, the same function ``bayesopt launch`` calls. Admin
+actions reload this worker's cache at once; other workers follow through the publish announcement
 (launch, rollback) or their state poll (pause, resume, end), within ``poll_interval_s``.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from param_store import ExperimentState, ParamStore
+from param_store.launch import launch_experiment  # light: the design (scipy) loads inside, at a launch
 from serving.errors import BadRequestError
 from serving.http import context, json_response, read_json_object, require_admin
 
@@ -61,7 +63,6 @@ def status_document(store: ParamStore, name: str, *, serving: Any) -> dict[str, 
 def launch() -> Response:
     require_admin()
     ctx = context()
-    from jobs.launch import launch_experiment  # pulls scipy for the initial design; keep it off the hot path
 
     dist = launch_experiment(ctx.store, read_json_object())
     ctx.cache.forget_unknown(dist.experiment)

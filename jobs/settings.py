@@ -1,37 +1,56 @@
-"""Settings read from the environment once, at the edge (CLI entry, app factory), then passed down."""
+"""The jobs' and the CLI's view of the service's settings, read from the environment once, at the edge.
+
+The variables themselves are parsed by :class:`serving.config.Environment`, the one reader shared with
+``serving.wsgi`` and ``bayesopt serve`` (it lives in ``serving`` so that the gunicorn entry need not import
+``jobs``). The CLI's ``main`` builds one :class:`Settings` and passes it to every command.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_STATE_DIR = ".bayesopt"
-DEFAULT_NAMESPACE = "bo"
+from serving.config import DEFAULT_HOME, Environment
+
+#: Kept for callers that name it; the embedded server's directory when ``BAYESOPT_HOME`` is unset.
+DEFAULT_STATE_DIR = DEFAULT_HOME
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Settings:
-    """Where the store lives.
+    """Where the store lives, plus everything else the environment said (for ``bayesopt serve``).
 
-    ``redis_url`` None means the embedded server whose socket and data live in ``state_dir``.
+    Attributes:
+        environment: the parsed environment; ``Settings()`` is the defaults (embedded Redis, default namespace).
     """
 
-    redis_url: str | None = None
-    state_dir: Path = Path(DEFAULT_STATE_DIR)
-    namespace: str = DEFAULT_NAMESPACE
-    persist: bool = False
+    environment: Environment = field(default_factory=Environment)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """``REDIS_URL``, ``BAYESOPT_HOME``, ``BAYESOPT_NAMESPACE``, ``BAYESOPT_PERSIST`` (1 to keep data on disk)."""
-        env = dict(os.environ) if env is None else env
-        return cls(
-            redis_url=env.get("REDIS_URL") or None,
-            state_dir=Path(env.get("BAYESOPT_HOME", DEFAULT_STATE_DIR)),
-            namespace=env.get("BAYESOPT_NAMESPACE", DEFAULT_NAMESPACE),
-            persist=env.get("BAYESOPT_PERSIST", "0") == "1",
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment (default ``os.environ``) with :meth:`serving.config.Environment.read`."""
+        return cls(Environment.read(env))
+
+    @property
+    def redis_url(self) -> str | None:
+        """``REDIS_URL``; None means the embedded server under :attr:`state_dir`."""
+        return self.environment.redis_url
+
+    @property
+    def state_dir(self) -> Path:
+        """``BAYESOPT_HOME``: the embedded server's socket (and data, with :attr:`persist`) live in ``redis/``."""
+        return self.environment.home
+
+    @property
+    def namespace(self) -> str:
+        """``BAYESOPT_NAMESPACE``: the store's key namespace."""
+        return self.environment.namespace
+
+    @property
+    def persist(self) -> bool:
+        """``BAYESOPT_PERSIST=1``: the embedded server keeps its data on disk."""
+        return self.environment.persist
 
     def store_url(self) -> str:
         """The Redis URL to use, starting the embedded server if there is no ``REDIS_URL``."""
@@ -40,6 +59,7 @@ class Settings:
         return resolve_url(self.redis_url, state_dir=self.state_dir / "redis", persist=self.persist)
 
     def open_store(self):  # -> param_store.ParamStore
+        """A store client on :meth:`store_url` in :attr:`namespace`."""
         from param_store import ParamStore, make_client
 
         return ParamStore(make_client(self.store_url()), namespace=self.namespace)

@@ -1,4 +1,11 @@
-"""Typed settings of the serving app, validated at construction; the environment is read only by ``from_env``."""
+"""Typed settings of the serving app, and the one reader of the service's environment variables.
+
+:class:`Environment` is the only code that reads ``os.environ`` for the service's settings; the entry points
+(``serving.wsgi``, the ``bayesopt`` CLI, which hands it to ``bayesopt serve`` and the jobs) call
+:meth:`Environment.read` once and pass the record down. It lives here, not in ``jobs``, so that the gunicorn
+entry does not import ``jobs``. Defaults of the namespace and the poll interval are ``param_store``'s, looked
+up only when a config is built, so that ``import serving`` (a ranker's client) does not load Redis.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,12 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from serving.assignment import DEFAULT_COUPLING_HORIZON, EPOCH_MODE, MAX_MEMBER_ID_LENGTH, MODES
 from serving.errors import ServingConfigError
 
-#: Matches ``param_store.notify``: how stale a worker's cache may get when pub/sub is silent.
-DEFAULT_POLL_INTERVAL_S = 5.0
 #: The issue's contract: one request carries at most this many member ids.
 DEFAULT_MAX_BATCH = 10_000
 #: 10,000 ids of 256 characters fit, as do 100,000 observation rows of ~150 bytes.
@@ -20,6 +27,104 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_HISTORY_DEPTH = 8
 #: How long a worker remembers that a name is unknown, so a flood of bad names does not reach Redis.
 DEFAULT_NEGATIVE_TTL_S = 1.0
+#: Where the embedded Redis keeps its socket (and data with ``BAYESOPT_PERSIST=1``) when ``REDIS_URL`` is unset.
+DEFAULT_HOME = ".bayesopt"
+
+
+def default_namespace() -> str:
+    """The store's default key namespace, ``param_store.DEFAULT_NAMESPACE`` (imported on first use)."""
+    from param_store import DEFAULT_NAMESPACE
+
+    return DEFAULT_NAMESPACE
+
+
+def default_poll_interval_s() -> float:
+    """The watcher's staleness bound, ``param_store.notify.DEFAULT_POLL_INTERVAL_S`` (imported on first use)."""
+    from param_store.notify import DEFAULT_POLL_INTERVAL_S
+
+    return DEFAULT_POLL_INTERVAL_S
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    """The service's settings from environment variables, parsed once at an entry point.
+
+    Attributes:
+        redis_url: ``REDIS_URL``; None means the embedded server under ``home``.
+        home: ``BAYESOPT_HOME``, the embedded server's directory (default ``./.bayesopt``).
+        namespace: ``BAYESOPT_NAMESPACE``, the store's key namespace.
+        persist: ``BAYESOPT_PERSIST=1`` keeps the embedded server's data on disk.
+        poll_interval_s: ``BAYESOPT_POLL_INTERVAL_S``, the serving cache's staleness bound.
+        mode: ``BAYESOPT_ASSIGNMENT_MODE``, the default assignment mode (``epoch`` or ``coupled``).
+        coupled: ``BAYESOPT_COUPLED_EXPERIMENTS`` (comma-separated), experiments served in coupled mode.
+        admin_token: ``BAYESOPT_ADMIN_TOKEN``; if set, admin endpoints need it as a bearer token.
+        metrics_multiprocess_dir: ``PROMETHEUS_MULTIPROC_DIR``, shared metrics of gunicorn workers.
+    """
+
+    redis_url: str | None = None
+    home: Path = Path(DEFAULT_HOME)
+    namespace: str = field(default_factory=default_namespace)
+    persist: bool = False
+    poll_interval_s: float = field(default_factory=default_poll_interval_s)
+    mode: str = EPOCH_MODE
+    coupled: tuple[str, ...] = ()
+    admin_token: str | None = None
+    metrics_multiprocess_dir: str | None = None
+
+    @classmethod
+    def read(cls, env: Mapping[str, str] | None = None) -> Environment:
+        """Parse ``env`` (default ``os.environ``); an unparsable value raises :class:`ServingConfigError`.
+
+        Args:
+            env: the variables to read; unset or empty ones take their defaults.
+
+        Raises:
+            ServingConfigError: a variable that is set cannot be parsed; the message names it.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if env.get("REDIS_URL"):
+            values["redis_url"] = env["REDIS_URL"]
+        if env.get("BAYESOPT_HOME"):
+            values["home"] = Path(env["BAYESOPT_HOME"])
+        if env.get("BAYESOPT_NAMESPACE"):
+            values["namespace"] = env["BAYESOPT_NAMESPACE"]
+        persist = env.get("BAYESOPT_PERSIST", "").strip()
+        if persist not in ("", "0", "1"):
+            raise ServingConfigError(f"BAYESOPT_PERSIST: must be 0 or 1, got {persist!r}")
+        values["persist"] = persist == "1"
+        if env.get("BAYESOPT_POLL_INTERVAL_S", "").strip():
+            text = env["BAYESOPT_POLL_INTERVAL_S"]
+            try:
+                values["poll_interval_s"] = float(text)
+            except ValueError:
+                raise ServingConfigError(f"BAYESOPT_POLL_INTERVAL_S: must be a number of seconds, got {text!r}") from None
+        if env.get("BAYESOPT_ASSIGNMENT_MODE", "").strip():
+            values["mode"] = env["BAYESOPT_ASSIGNMENT_MODE"].strip()
+        values["coupled"] = tuple(n.strip() for n in env.get("BAYESOPT_COUPLED_EXPERIMENTS", "").split(",") if n.strip())
+        values["admin_token"] = env.get("BAYESOPT_ADMIN_TOKEN") or None
+        values["metrics_multiprocess_dir"] = env.get("PROMETHEUS_MULTIPROC_DIR") or None
+        return cls(**values)
+
+    def serving_config(self, **overrides: Any) -> ServingConfig:
+        """The serving app's config from these settings; ``overrides`` (command-line flags) win.
+
+        Raises:
+            ServingConfigError: no Redis URL (neither ``REDIS_URL`` nor an override), or a value out of range.
+        """
+        values: dict[str, Any] = {
+            "redis_url": self.redis_url,
+            "namespace": self.namespace,
+            "poll_interval_s": self.poll_interval_s,
+            "mode": self.mode,
+            "modes": {n: "coupled" for n in self.coupled},
+            "admin_token": self.admin_token,
+            "metrics_multiprocess_dir": self.metrics_multiprocess_dir,
+        }
+        values.update(overrides)
+        if not values["redis_url"]:
+            raise ServingConfigError("REDIS_URL: is not set; set it, or run 'bayesopt serve' to use the embedded Redis")
+        return ServingConfig(**values)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,8 +149,8 @@ class ServingConfig:
     """
 
     redis_url: str
-    namespace: str = "bo"
-    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    namespace: str = field(default_factory=default_namespace)
+    poll_interval_s: float = field(default_factory=default_poll_interval_s)
     mode: str = EPOCH_MODE
     modes: Mapping[str, str] = field(default_factory=dict)
     coupling_horizon: int = DEFAULT_COUPLING_HORIZON
@@ -82,27 +187,10 @@ class ServingConfig:
         return self.modes.get(experiment, self.mode)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServingConfig:
-        """Read ``REDIS_URL`` (required), ``BAYESOPT_NAMESPACE``, ``BAYESOPT_POLL_INTERVAL_S``,
-        ``BAYESOPT_ASSIGNMENT_MODE``, ``BAYESOPT_COUPLED_EXPERIMENTS`` (comma-separated),
-        ``BAYESOPT_ADMIN_TOKEN`` and ``PROMETHEUS_MULTIPROC_DIR``; ``overrides`` win.
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServingConfig:
+        """The config from the environment (see :class:`Environment`; ``REDIS_URL`` required); ``overrides`` win.
 
-        Only entry points call this (the gunicorn module ``serving.wsgi``); ``bayesopt serve`` resolves the
-        embedded Redis itself and builds the config from its flags.
+        Only entry points call this (the gunicorn module ``serving.wsgi``). ``bayesopt serve`` reads the same
+        :class:`Environment` and also starts the embedded Redis when ``REDIS_URL`` is unset.
         """
-        env = os.environ if env is None else env
-        url = env.get("REDIS_URL")
-        if not url and "redis_url" not in overrides:
-            raise ServingConfigError("REDIS_URL: is not set; set it, or run 'bayesopt serve' to use the embedded Redis")
-        coupled = [n.strip() for n in env.get("BAYESOPT_COUPLED_EXPERIMENTS", "").split(",") if n.strip()]
-        values: dict[str, object] = {
-            "redis_url": url,
-            "namespace": env.get("BAYESOPT_NAMESPACE", "bo"),
-            "poll_interval_s": float(env.get("BAYESOPT_POLL_INTERVAL_S", DEFAULT_POLL_INTERVAL_S)),
-            "mode": env.get("BAYESOPT_ASSIGNMENT_MODE", EPOCH_MODE),
-            "modes": {n: "coupled" for n in coupled},
-            "admin_token": env.get("BAYESOPT_ADMIN_TOKEN") or None,
-            "metrics_multiprocess_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return Environment.read(env).serving_config(**overrides)

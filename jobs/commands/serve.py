@@ -1,5 +1,8 @@
 """``bayesopt serve``: the serving app under gunicorn (the Flask dev server is for tests only).
 
+Settings come from the same reader as the gunicorn entry ``serving.wsgi`` (:class:`serving.config.Environment`,
+handed down by the CLI's ``main``); flags given on the command line win over the environment.
+
 Each gunicorn worker builds its own app after the fork (its own Redis connection, cache and watcher threads).
 Worker metrics are shared through prometheus-client's multiprocess directory, set up here before anything
 imports prometheus-client.
@@ -15,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from jobs.settings import Settings
+from serving.assignment import DEFAULT_COUPLING_HORIZON, MODES
+from serving.config import ServingConfig
 
 DEFAULT_BIND = "127.0.0.1:8000"
 #: Two sync workers suit the two-core machines this runs on; raise it with the cores.
@@ -25,17 +30,21 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``serve`` to the ``bayesopt`` subcommands."""
     p = sub.add_parser("serve", help="run the HTTP API under gunicorn (see docs/serving.md)")
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"host:port to listen on (default {DEFAULT_BIND})")
     p.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help=f"worker processes (default {DEFAULT_WORKERS})")
     p.add_argument("--threads", type=_positive_int, default=1,
                    help="threads per worker; above 1 uses gunicorn's gthread worker (keep-alive) instead of sync")
     p.add_argument("--timeout", type=_positive_int, default=DEFAULT_TIMEOUT_S, help="seconds before a stuck worker is restarted")
-    p.add_argument("--poll-interval", type=float, default=None, help="bound on cache staleness in seconds (default 5)")
-    p.add_argument("--mode", choices=("epoch", "coupled"), default="epoch", help="default assignment mode")
-    p.add_argument("--coupled", action="append", default=[], metavar="EXPERIMENT",
-                   help="serve this experiment in coupled mode (repeatable)")
-    p.add_argument("--coupling-horizon", type=_positive_int, default=None, help="versions per coupling block (default 24)")
+    p.add_argument("--poll-interval", type=float, default=None,
+                   help="bound on cache staleness in seconds (default $BAYESOPT_POLL_INTERVAL_S, else the store's 5)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="default assignment mode (default $BAYESOPT_ASSIGNMENT_MODE, else epoch)")
+    p.add_argument("--coupled", action="append", default=None, metavar="EXPERIMENT",
+                   help="serve this experiment in coupled mode (repeatable; replaces $BAYESOPT_COUPLED_EXPERIMENTS)")
+    p.add_argument("--coupling-horizon", type=_positive_int, default=None,
+                   help=f"versions per coupling block (default {DEFAULT_COUPLING_HORIZON})")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     p.set_defaults(handler=cmd_serve)
 
@@ -48,11 +57,13 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run gunicorn in the foreground until it stops."""
+    metrics_dir = settings.environment.metrics_multiprocess_dir
     own_dir = None
-    if not os.environ.get(MULTIPROC_ENV):
-        own_dir = tempfile.mkdtemp(prefix="bayesopt-metrics-")
+    if not metrics_dir:
+        metrics_dir = own_dir = tempfile.mkdtemp(prefix="bayesopt-metrics-")
         os.environ[MULTIPROC_ENV] = own_dir  # before prometheus-client is imported (it reads this once)
-    config = _config(args, settings)
+    config = serving_config(args, settings, metrics_dir=metrics_dir)
 
     def load() -> Any:
         from serving.app import create_app
@@ -112,19 +123,17 @@ def run_gunicorn(load: Callable[[], Any], options: dict[str, Any], *, cleanup: s
     return 0
 
 
-def _config(args: argparse.Namespace, settings: Settings) -> Any:
-    from serving.config import ServingConfig
+def serving_config(args: argparse.Namespace, settings: Settings, *, metrics_dir: str | None = None) -> ServingConfig:
+    """The app's config: the environment's settings (``settings.environment``), then the flags given.
 
-    options: dict[str, Any] = {
-        "redis_url": settings.store_url(),
-        "namespace": settings.namespace,
-        "mode": args.mode,
-        "modes": {name: "coupled" for name in args.coupled},
-        "admin_token": os.environ.get("BAYESOPT_ADMIN_TOKEN") or None,
-        "metrics_multiprocess_dir": os.environ[MULTIPROC_ENV],
-    }
-    if args.poll_interval is not None:
-        options["poll_interval_s"] = args.poll_interval
-    if args.coupling_horizon is not None:
-        options["coupling_horizon"] = args.coupling_horizon
-    return ServingConfig(**options)
+    Args:
+        args: the parsed ``serve`` flags; those left unset (None) keep the environment's value.
+        settings: the CLI's settings; the store URL resolves the embedded Redis when ``REDIS_URL`` is unset.
+        metrics_dir: prometheus-client's multiprocess directory (default: the environment's).
+    """
+    flags = {"poll_interval_s": args.poll_interval, "mode": args.mode, "coupling_horizon": args.coupling_horizon,
+             "modes": None if args.coupled is None else {name: "coupled" for name in args.coupled}}
+    overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    if metrics_dir is not None:
+        overrides["metrics_multiprocess_dir"] = metrics_dir
+    return settings.environment.serving_config(redis_url=settings.store_url(), **overrides)

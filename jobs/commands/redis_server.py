@@ -1,33 +1,45 @@
-"""``bayesopt redis start|stop|status``: the long-lived embedded server CLI commands share."""
+"""``bayesopt redis start|stop|status|url``: the long-lived embedded server CLI commands share."""
 
 from __future__ import annotations
 
 import argparse
 
+from jobs.commands import ExitCode, add_json_flag, print_json
 from jobs.settings import Settings
 from param_store import EmbeddedRedis
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``redis`` to the ``bayesopt`` subcommands."""
     p = sub.add_parser("redis", help="manage the embedded redis-server used when REDIS_URL is unset")
-    p.add_argument("action", choices=("start", "stop", "status", "url"))
+    p.add_argument("action", choices=("start", "stop", "status", "url"),
+                   help="start or stop the server under $BAYESOPT_HOME, say whether it runs, or print its URL")
+    add_json_flag(p, "the server's URL and whether it runs")
     p.set_defaults(handler=cmd_redis)
 
 
 def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
+    """Act on the embedded server (nothing to do when ``REDIS_URL`` points elsewhere)."""
     if settings.redis_url:
-        print(f"REDIS_URL is set ({settings.redis_url}); the embedded server is not used")
-        return 0
+        if args.json:
+            print_json({"embedded": False, "url": settings.redis_url})
+        else:
+            print(f"REDIS_URL is set ({settings.redis_url}); the embedded server is not used")
+        return ExitCode.OK
     server = EmbeddedRedis(settings.state_dir / "redis", persist=settings.persist, detach=True)
+    was_running = server.is_running()
     if args.action == "start":
         server.ensure_running()
-        print(f"embedded redis running at {server.url}")
+        text = f"embedded redis running at {server.url}"
     elif args.action == "stop":
-        running = server.is_running()
         server.stop()
-        print("embedded redis stopped" if running else "embedded redis was not running")
+        text = "embedded redis stopped" if was_running else "embedded redis was not running"
     elif args.action == "url":
-        print(server.url)
+        text = server.url
     else:
-        print(f"embedded redis {'running' if server.is_running() else 'stopped'} at {server.url}")
-    return 0
+        text = f"embedded redis {'running' if was_running else 'stopped'} at {server.url}"
+    if args.json:
+        print_json({"embedded": True, "url": server.url, "running": server.is_running(), "was_running": was_running})
+    else:
+        print(text)
+    return ExitCode.OK

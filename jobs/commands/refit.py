@@ -9,15 +9,18 @@ import signal
 import sys
 import threading
 
-from jobs.refit import DEFAULT_ACTIVATION_DELAY_S, DEFAULT_LOCK_TTL_S, DEFAULT_POLICY, RefitOptions, refit_experiment
+from jobs.commands import ExitCode, add_json_flag
+from jobs.propose import DEFAULT_POLICY
+from jobs.refit import DEFAULT_ACTIVATION_DELAY_S, DEFAULT_LOCK_TTL_S, RefitOptions, refit_experiment
 from jobs.runs import Reason, RunRecord, RunStatus
 from jobs.settings import Settings
 
-#: Outcomes that need someone to look: exit status 1. Thin data or a busy period are normal and exit 0.
+#: Outcomes that need someone to look: :attr:`ExitCode.FAILURE`. Thin data or a busy period are normal and exit 0.
 PROBLEM_REASONS = frozenset({Reason.INVALID_DATA, Reason.FIT_FAILED, Reason.INVALID_DISTRIBUTION, Reason.LOCK_LOST, Reason.ERROR})
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    """Flags shared by ``refit`` and ``scheduler``."""
     p.add_argument("--policy", default=DEFAULT_POLICY, help="the policy as 'module:function' (default %(default)s)")
     p.add_argument("--period-seconds", type=int, default=None,
                    help="fixed periods of this many seconds instead of each spec's cron (accelerated runs, tests)")
@@ -28,13 +31,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``refit`` and ``scheduler`` to the ``bayesopt`` subcommands."""
     p = sub.add_parser("refit", help="refit one experiment (or all running ones) now, printing each stage")
-    p.add_argument("name", nargs="?", help="experiment name")
+    p.add_argument("name", nargs="?", help="experiment name (or give --all)")
     p.add_argument("--all", action="store_true", help="refit every running experiment, in the process pool")
     p.add_argument("--workers", type=int, default=None, help="pool size with --all (default: CPU count)")
     p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default: CPUs / workers)")
     p.add_argument("--force", action="store_true", help="refit even if spec, data and period are unchanged")
-    p.add_argument("--json", action="store_true", help="print the run record(s) as JSON")
+    add_json_flag(p, "each run record (one JSON object per line)")
     _common(p)
     p.set_defaults(handler=cmd_refit)
 
@@ -43,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default: CPUs / workers)")
     p.add_argument("--sync-seconds", type=float, default=60.0, help="how often to look for launched/paused experiments")
     p.add_argument("--run-for", type=float, default=None, help="stop after this many seconds (default: until signalled)")
+    add_json_flag(p, "each run record (one JSON object per line)")
     _common(p)
     p.set_defaults(handler=cmd_scheduler)
 
@@ -56,7 +61,11 @@ def _options(args: argparse.Namespace, **overrides: object) -> RefitOptions:
 
 def _exit_status(records: list[RunRecord]) -> int:
     bad = [r for r in records if r.status is RunStatus.FAILED or r.reason in PROBLEM_REASONS]
-    return 1 if bad else 0
+    return ExitCode.FAILURE if bad else ExitCode.OK
+
+
+def _print_json_record(record: RunRecord) -> None:
+    print(json.dumps(record.to_dict(), sort_keys=True), flush=True)
 
 
 def _print_record(record: RunRecord) -> None:
@@ -73,9 +82,10 @@ def _progress(stage: str, seconds: float | None, detail: str) -> None:
 
 
 def cmd_refit(args: argparse.Namespace, settings: Settings) -> int:
+    """Refit one experiment (an unknown name exits 2) or every running one; 1 if any run needs a look."""
     if bool(args.name) == bool(args.all):
-        print("bayesopt refit: give an experiment NAME or --all", file=sys.stderr)
-        return 2
+        print("bayesopt: error: refit: give an experiment NAME or --all", file=sys.stderr)
+        return ExitCode.USAGE
     options = _options(args, once_per_period=False, force=args.force)
     if args.all:
         from jobs.pool import RefitPool, bounded_workers
@@ -87,19 +97,22 @@ def cmd_refit(args: argparse.Namespace, settings: Settings) -> int:
         with RefitPool(workers, threads_per_worker=args.threads_per_worker) as pool:
             records = pool.refit_all(settings, None, names, policy=args.policy, options=options)
     else:
+        store = settings.open_store()
+        try:
+            store.state(args.name)  # an unknown name raises ExperimentNotFoundError: exit 2, from main
+        finally:
+            store.close()
         if not args.json:
             print(f"refit {args.name}", flush=True)
         progress = None if args.json else _progress
         records = [refit_experiment(settings, None, args.name, policy=args.policy, options=options, progress=progress)]
     for record in records:
-        if args.json:
-            print(json.dumps(record.to_dict(), sort_keys=True))
-        else:
-            _print_record(record)
+        (_print_json_record if args.json else _print_record)(record)
     return _exit_status(records)
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    """Refit on each experiment's cron until signalled (or ``--run-for`` seconds)."""
     from jobs.scheduler import RefitScheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -112,14 +125,16 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     scheduler = RefitScheduler(
         settings, None, pool=RefitPool(args.workers, threads_per_worker=args.threads_per_worker),
         policy=args.policy, options=_options(args),
-        sync_seconds=args.sync_seconds, on_record=_print_record,
+        sync_seconds=args.sync_seconds, on_record=_print_json_record if args.json else _print_record,
     )
     scheduler.start()
-    print(f"scheduler ready: {len(scheduler.scheduled())} running experiments, {scheduler.pool.max_workers} workers",
-          flush=True)
+    if not args.json:
+        print(f"scheduler ready: {len(scheduler.scheduled())} running experiments, {scheduler.pool.max_workers} workers",
+              flush=True)
     try:
         stop.wait(args.run_for)
     finally:
         scheduler.shutdown(wait=True)
-    print("scheduler stopped", flush=True)
-    return 0
+    if not args.json:
+        print("scheduler stopped", flush=True)
+    return ExitCode.OK

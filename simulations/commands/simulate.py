@@ -8,11 +8,13 @@ torch) happen inside the handler: building the CLI parser stays light.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from jobs.commands import ExitCode, add_json_flag, print_json
 from jobs.settings import Settings
 
 #: Kept in step with ``simulations.loop.POLICY_NAMES`` (not imported here: the parser must stay light).
@@ -61,15 +63,18 @@ def add_loop_arguments(p: argparse.ArgumentParser, *, hours: int, members: float
 
 
 def policy_overrides(args: argparse.Namespace) -> dict[str, int]:
+    """The spec's policy knobs given on the command line."""
     return {k: v for k, v in (("num_draws", args.num_draws), ("num_candidates", args.num_candidates),
                               ("max_arms", args.max_arms)) if v is not None}
 
 
 def default_out(command: str) -> Path:
+    """``runs/<UTC timestamp>-<command>``."""
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{command}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``simulate`` to the ``bayesopt`` subcommands."""
     p = sub.add_parser(
         "simulate",
         help="closed-loop runs through the real store, HTTP app and refit job: any policies and seeds, with a table",
@@ -86,10 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (default 1)")
     p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default CPUs / workers)")
     p.add_argument("--plots-per-run", action="store_true", help="also write each run's own plots (always with one run)")
+    add_json_flag(p, "the study summary (study.json)")
     p.set_defaults(handler=cmd_simulate)
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the study (resuming finished runs), write its report, print the table (or the summary as JSON)."""
     from simulations.loop import LoopConfig
     from simulations.report import write_run_report
     from simulations.study import run_path, run_study
@@ -100,17 +107,19 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                       baseline_options={"ax": {"max_trials": args.ax_max_trials}} if args.ax_max_trials else {})
     command = "bayesopt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["simulate"] else ""
     print(f"{len(args.policy)} policies x {len(args.seeds)} seeds, {args.hours} h, ~{args.members_per_hour:g} "
-          f"members/h -> {out}", flush=True)
+          f"members/h -> {out}", file=sys.stderr if args.json else sys.stdout, flush=True)
     paths = run_study(base, args.policy, args.seeds, out, workers=args.workers,
                       threads_per_worker=args.threads_per_worker, command=command)
     if args.plots_per_run or len(args.policy) * len(args.seeds) == 1:
-        import json
-
         for policy in args.policy:
             for seed in args.seeds:
                 path = run_path(out, policy, seed)
                 if path.exists():
                     write_run_report(json.loads(path.read_text()), out / "runs" / f"{policy}-seed{seed}")
-    print(paths["table_md"].read_text())
-    print(f"report: {out} (table.md, table.csv, study.json, study.png, runs/)")
-    return 0 if not (out / "failures.txt").exists() else 1
+    failed = (out / "failures.txt").exists()
+    if args.json:
+        print_json(json.loads(paths["study"].read_text()))
+    else:
+        print(paths["table_md"].read_text())
+        print(f"report: {out} (table.md, table.csv, study.json, study.png, runs/)")
+    return ExitCode.FAILURE if failed else ExitCode.OK

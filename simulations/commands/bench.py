@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import pkgutil
 
+import simulations
 from jobs.settings import Settings
 
 PREFIX = "bench_"
 
 
 def available() -> list[str]:
-    """Benchmark names, found without importing ``simulations`` (production code paths never load it)."""
-    spec = importlib.util.find_spec("simulations")
-    paths = list(spec.submodule_search_locations or []) if spec else []
-    return sorted(m.name[len(PREFIX):] for m in pkgutil.iter_modules(paths) if m.name.startswith(PREFIX))
+    """Benchmark names: the ``bench_<NAME>`` modules of :mod:`simulations`, listed without importing them."""
+    return sorted(m.name[len(PREFIX):] for m in pkgutil.iter_modules(simulations.__path__) if m.name.startswith(PREFIX))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``bench`` to the ``bayesopt`` subcommands."""
     p = sub.add_parser("bench", help="run a benchmark (writes JSON); see 'bayesopt bench NAME --help'")
-    p.add_argument("name", choices=available(), help="which benchmark")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
+    p.add_argument("name", choices=available(), help="which benchmark: %(choices)s")
+    p.add_argument("args", nargs=argparse.REMAINDER,
+                   help="arguments passed to the benchmark (its own --help lists them; --out sets the JSON file)")
     p.set_defaults(handler=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the benchmark's ``main(argv)``; its result is the exit code."""
     module = importlib.import_module(f"simulations.{PREFIX}{args.name}")
     return int(module.main(args.args) or 0)

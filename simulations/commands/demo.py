@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from jobs.commands.simulate import POLICIES, add_loop_arguments, default_out, policy_overrides
+from jobs.commands import ExitCode, add_json_flag, print_json
 from jobs.settings import Settings
+from simulations.commands.simulate import POLICIES, add_loop_arguments, default_out, policy_overrides
 
 #: Sized to finish well under 5 minutes on 2 CPU cores: 55 s measured at load ~1.5, with the two baselines
 #: (docs/closed_loop.md).
@@ -27,6 +29,7 @@ DEMO_CANDIDATES = 256
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``demo`` to the ``bayesopt`` subcommands."""
     p = sub.add_parser(
         "demo",
         help="a short closed loop (real Redis, HTTP app and refit job) on a synthetic ranker, with a report in runs/",
@@ -38,10 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for the refits (default %(default)s: on a busy machine one thread is fastest)")
     add_loop_arguments(p, hours=DEMO_HOURS, members=DEMO_MEMBERS, num_draws=DEMO_DRAWS, num_candidates=DEMO_CANDIDATES)
+    add_json_flag(p, "the summary (summary.json, with the comparison)")
     p.set_defaults(handler=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the loop and the baselines, write the report, print the comparison (or the summary as JSON)."""
     from simulations.loop import LoopConfig, run_closed_loop
     from simulations.report import POLICY_LABELS, markdown_table, study_table, summarize, write_run_report
 
@@ -54,11 +59,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     compare = [] if args.compare.strip().lower() in ("", "none") else [c.strip() for c in args.compare.split(",")]
     unknown = [c for c in compare if c not in POLICIES]
     if unknown:
-        print(f"bayesopt demo: unknown --compare policy {', '.join(unknown)} (known: {', '.join(POLICIES)})")
-        return 2
+        print(f"bayesopt: error: --compare: unknown policy {', '.join(unknown)} (known: {', '.join(POLICIES)})",
+              file=sys.stderr)
+        return ExitCode.USAGE
+    say = print if not args.json else (lambda *a, **k: print(*a, **{**k, "file": sys.stderr}))
     config = LoopConfig(policy=args.policy, seed=args.seed, hours=args.hours, members_per_hour=args.members_per_hour,
                         num_parameters=args.num_parameters, policy_overrides=policy_overrides(args))
-    print(f"closed loop: {args.hours} simulated hours, ~{args.members_per_hour:g} members/h, policy {args.policy}, "
+    say(f"closed loop: {args.hours} simulated hours, ~{args.members_per_hour:g} members/h, policy {args.policy}, "
           f"each on a private embedded redis-server + the serving app on 127.0.0.1", flush=True)
     result = run_closed_loop(config, desc=POLICY_LABELS.get(args.policy, args.policy))
     docs = [result.to_dict()]
@@ -76,6 +83,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     doc["comparison"] = summaries
     doc["demo_wall_s"] = wall
     paths["summary"].write_text(json.dumps(doc, indent=2) + "\n")
+    if args.json:
+        print_json(doc)
+        return ExitCode.OK
     print()
     print(f"best feasible arm {result.optimum['values']}: {s['best_feasible_lift_pct']:+.2f}% engaged sessions "
           f"vs control (found by exhaustive search of the true metrics)")
@@ -87,4 +97,4 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print()
     print(f"report: {out}/ (summary.json, hours.csv, regret.png, metrics.png, traffic.png"
           f"{', ' + ', '.join(f'{c}/' for c in compare) if compare else ''}); {wall:.0f} s")
-    return 0
+    return ExitCode.OK

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution
@@ -29,6 +31,33 @@ def spec_dict(name: str = "feed", **overrides: Any) -> dict[str, Any]:
 
 def make_spec(name: str = "feed", **overrides: Any) -> ExperimentSpec:
     return ExperimentSpec.from_dict(spec_dict(name, **overrides))
+
+
+#: Values a spec must refuse, each at the document path it is written to; the refusal must name that path.
+#: Each was once accepted: a cron that never fires, knobs no refit can afford, a seed that crashed the
+#: launch, a name with a trailing newline, and a relative guardrail written in percent.
+BAD_SPEC_VALUES: list[tuple[str, Any]] = [
+    ("refit.cron", "99 * * * *"),
+    ("policy.initial_arms", 2**40),
+    ("policy.num_draws", 10**12),
+    ("policy.seed", -1),
+    ("name", "feed\n"),
+    ("guardrails[0].lower", -5),
+]
+
+
+def spec_dict_with(path: str, value: Any, name: str = "feed") -> dict[str, Any]:
+    """:func:`spec_dict` with the field at document ``path`` (``policy.seed``, ``guardrails[0].lower``) set to ``value``."""
+    doc = copy.deepcopy(spec_dict(name))
+    keys: list[str | int] = [int(k) if k.isdigit() else k for k in re.findall(r"[^.\[\]]+", path)]
+    node: Any = doc
+    for key in keys[:-1]:
+        if isinstance(key, str):
+            node = node.setdefault(key, {})
+        else:
+            node = node[key]
+    node[keys[-1]] = value
+    return doc
 
 
 def make_distribution(

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bayesopt import ExperimentSpec, Guardrail, Metric, Objective, Parameter, PolicySettings, Refit, SpecValidationError, Traffic
+from bayesopt import (
+    ExperimentSpec,
+    Guardrail,
+    Metric,
+    Objective,
+    Parameter,
+    PolicySettings,
+    Refit,
+    SpecValidationError,
+    Traffic,
+)
 from bayesopt.spec import MAX_ARMS, MAX_CANDIDATES, MAX_DRAWS, MAX_SAMPLING_WORK, NAME_PATTERN
 from tests.factories import BAD_SPEC_VALUES, make_spec, spec_dict, spec_dict_with
 
@@ -227,7 +237,7 @@ def test_bounds_are_inclusive_and_named_constants() -> None:
     beyond = [("max_arms", MAX_ARMS + 1), ("max_arms", 1), ("num_draws", MAX_DRAWS + 1), ("num_draws", 0),
               ("num_candidates", MAX_CANDIDATES + 1), ("seed", 2**31), ("grid_levels", 1026), ("initial_arms", 0)]
     for key, value in beyond:
-        problems = _refusal(lambda: make_spec(policy={**edge, key: value}))
+        problems = _refusal(lambda policy={**edge, key: value}: make_spec(policy=policy))
         assert any(p.startswith(f"policy.{key}: ") for p in problems), (key, value, problems)
 
 

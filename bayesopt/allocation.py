@@ -1,16 +1,22 @@
-"""From Thompson-sampling frequencies to serving weights: arm cap, control share, safety cap. Light: numpy.
+"""From Thompson-sampling frequencies to serving weights: arm cap by merging, control share, risk budget.
+
+Glossary: ``N`` candidates (control at 0), ``k`` kept arms (control first), ``d`` parameters.
 
 Steps, in order:
 
-1. **Cap.** Keep the ``policy.max_arms - 1`` most frequent non-control winners (ties broken by arm id, so the
-   result is deterministic) and renormalise the kept frequencies, control's own wins included.
+1. **Merge under the arm cap.** Winners are taken greedily by frequency; each kept arm absorbs the frequency of
+   every not-yet-kept winner within :data:`MERGE_STEPS` lattice steps of it (Chebyshev distance), until
+   ``policy.max_arms - 1`` arms are kept. Winners left over (far from every kept arm) are the mass the served
+   distribution cannot represent: it is reported, and only then spread over the kept arms in proportion.
 2. **Control share.** Non-control arms get ``(1 - control_share)`` times their frequency; control gets the rest,
    so it never falls below ``traffic.control_share``.
-3. **Safety cap.** Arms whose probability of meeting every guardrail is below ``policy.feasibility_threshold``
-   may hold at most ``policy.max_unsafe_share`` of all traffic together. The excess moves to the *safe*
-   non-control arms in proportion to their weights (keeping the experiment's exploration budget where the model
-   expects no harm); when no safe arm is left it moves to control. Control itself is never capped: it is what
-   every member would get without the experiment.
+3. **Risk budget.** The posterior expected share of traffic on guardrail-breaking arms,
+   ``sum_a w_a (1 - p_feasible(a))``, may not exceed ``policy.max_unsafe_share``. When it does, the exploring
+   weights are tilted, ``w_a exp(-lam * risk_a)`` with the smallest ``lam`` that meets the budget: of all
+   distributions over the same arms that meet it, this is the closest to Thompson sampling's in KL divergence,
+   so traffic leaves the arms that cost most risk for the probability of being best they carry, and stays
+   with the ones that cost least. Only when even the safest kept arm costs too much does the rest go to
+   control (never capped: it is what every member would get without the experiment).
 """
 
 from __future__ import annotations
@@ -21,41 +27,72 @@ import numpy as np
 
 from bayesopt.spec import ExperimentSpec
 
+#: Winners within this many lattice steps (on every axis) of a kept arm are served as that arm.
+MERGE_STEPS = 2
+#: Bisection steps for the tilt ``lam``; the budget is met to within ``2**-60`` of its range.
+TILT_ITERATIONS = 60
+#: Largest tilt tried, in units of ``1 / (max risk - min risk)``: ``exp(-50)`` is zero for serving purposes.
+MAX_TILT = 50.0
+
 
 @dataclass(frozen=True)
 class Allocation:
-    """Serving weights over a subset of the candidates.
+    """Serving weights over a subset of the candidates, and how they were reached.
 
     Attributes:
         index: ``k`` candidate positions (0 = control, always first).
         weights: ``k`` weights summing to one.
-        unsafe_share: traffic share of unsafe arms before the safety cap.
-        moved_to: where the safety cap moved traffic: ``"none"``, ``"safe_arms"`` or ``"control"``.
-        dropped_mass: TS frequency of winners that did not fit under ``max_arms``.
+        merged_mass: TS frequency of winners served as a nearby kept arm.
+        unrepresented_mass: TS frequency of winners too far from every kept arm (spread over the kept arms).
+        risk_before: expected unsafe share before the risk budget.
+        risk_after: expected unsafe share served, ``sum_a weights_a (1 - p_feasible_a)``.
+        tilt: the ``lam`` of the tilt (0 when the budget did not bind).
+        moved_to_control: traffic the budget moved to control because no kept arm was safe enough.
     """
 
     index: np.ndarray
     weights: np.ndarray
-    unsafe_share: float
-    moved_to: str
-    dropped_mass: float
+    merged_mass: float
+    unrepresented_mass: float
+    risk_before: float
+    risk_after: float
+    tilt: float
+    moved_to_control: float
 
 
-def cap_arms(wins: np.ndarray, ids: list[str], max_arms: int) -> tuple[np.ndarray, float]:
-    """Control plus the ``max_arms - 1`` most frequent winners among candidates ``1..N-1`` with any wins.
+def merge_winners(wins: np.ndarray, grid: np.ndarray, max_arms: int, *, steps: int = MERGE_STEPS) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Keep at most ``max_arms - 1`` winners plus control, each absorbing the winners near it.
 
-    Returns the kept candidate positions (control first) and the share of draws whose winner was dropped.
+    Args:
+        wins: ``N`` win counts (control at 0).
+        grid: ``N x d`` lattice indices of the candidates (control's row is never merged into).
+        max_arms: the cap, control included.
+        steps: merge radius in lattice steps.
+
+    Returns:
+        Kept positions ``k`` (control first), their merged counts ``k``, the merged and the unrepresented share.
     """
-    winners = [i for i in np.flatnonzero(wins) if i != 0]
-    winners.sort(key=lambda i: (-wins[i], ids[i]))
-    kept = winners[: max(0, max_arms - 1)]
-    dropped = float(sum(wins[i] for i in winners[len(kept):]) / max(wins.sum(), 1))
-    return np.array([0, *kept], dtype=np.int64), dropped
+    total = max(float(wins.sum()), 1.0)
+    order = [int(i) for i in np.argsort(-wins, kind="stable") if i != 0 and wins[i] > 0]
+    left = np.zeros(len(wins), dtype=bool)
+    left[order] = True
+    kept, counts, merged = [0], [float(wins[0])], 0.0
+    for i in order:
+        if len(kept) >= max_arms or not left[i]:
+            continue
+        near = left & (np.abs(grid - grid[i]).max(axis=1) <= steps)  # N, includes i itself
+        near[0] = False
+        kept.append(i)
+        counts.append(float(wins[near].sum()))
+        merged += float(wins[near].sum() - wins[i])
+        left &= ~near
+    unrepresented = float(wins[left].sum())
+    return np.array(kept, dtype=np.int64), np.array(counts), merged / total, unrepresented / total
 
 
-def split_traffic(wins: np.ndarray, index: np.ndarray, control_share: float) -> np.ndarray:
-    """Weights of the kept arms: control gets ``control_share`` plus its share of the rest."""
-    freq = wins[index].astype(float)
+def split_traffic(counts: np.ndarray, control_share: float) -> np.ndarray:
+    """Weights ``k`` of the kept arms from their counts: control gets ``control_share`` plus its share of the rest."""
+    freq = counts.astype(float).copy()
     if freq.sum() == 0:
         freq[0] = 1.0
     freq /= freq.sum()
@@ -64,40 +101,58 @@ def split_traffic(wins: np.ndarray, index: np.ndarray, control_share: float) -> 
     return weights
 
 
-def safety_cap(weights: np.ndarray, p_feasible: np.ndarray, *, threshold: float, max_unsafe: float) -> tuple[np.ndarray, float, str]:
-    """Cap the total weight of unsafe non-control arms at ``max_unsafe``.
+def risk_budget(weights: np.ndarray, risk: np.ndarray, budget: float) -> tuple[np.ndarray, float, float]:
+    """Tilt the non-control weights so that ``sum(weights * risk) <= budget``; control only as a last resort.
 
     Args:
-        weights: ``k`` weights, control first.
-        p_feasible: ``k`` probabilities of meeting every guardrail.
+        weights: ``k`` weights, control first (its risk is taken as zero).
+        risk: ``k`` probabilities of breaking a guardrail, ``1 - p_feasible``.
+        budget: the largest expected unsafe share allowed.
 
     Returns:
-        New weights, the unsafe share before the cap, and where the excess went.
+        New weights ``k``, the tilt ``lam`` and the weight moved to control.
     """
-    unsafe = p_feasible < threshold
-    unsafe[0] = False
-    total = float(weights[unsafe].sum())
-    if total <= max_unsafe:
-        return weights, total, "none"
-    out = weights.copy()
-    out[unsafe] *= max_unsafe / total
-    excess = total - max_unsafe
-    safe = ~unsafe
-    safe[0] = False
-    if out[safe].sum() > 0:
-        out[safe] += excess * out[safe] / out[safe].sum()
-        return out, total, "safe_arms"
-    out[0] += excess
-    return out, total, "control"
+    r = np.clip(np.asarray(risk, dtype=float), 0.0, 1.0).copy()
+    r[0] = 0.0
+    w = np.asarray(weights, dtype=float)
+    explore = float(w[1:].sum())
+    if float(w @ r) <= budget or explore <= 0:
+        return w.copy(), 0.0, 0.0
+    base, rr = w[1:] / explore, r[1:]
+
+    def tilted(lam: float) -> np.ndarray:
+        logits = np.log(np.where(base > 0, base, 1.0)) - lam * (rr - rr.min())
+        q = np.where(base > 0, np.exp(logits - logits[base > 0].max()), 0.0)
+        return q / q.sum()
+
+    spread = float(rr[base > 0].max() - rr[base > 0].min())
+    hi = MAX_TILT / spread if spread > 0 else 0.0
+    if explore * float(tilted(hi) @ rr) > budget:  # even the safest kept arms cost too much: shrink towards control
+        q = tilted(hi)
+        explore_allowed = budget / float(q @ rr)
+        out = np.concatenate([[w[0] + explore - explore_allowed], explore_allowed * q])
+        return out, hi, explore - explore_allowed
+    lo = 0.0
+    for _ in range(TILT_ITERATIONS):
+        mid = 0.5 * (lo + hi)
+        if explore * float(tilted(mid) @ rr) > budget:
+            lo = mid
+        else:
+            hi = mid
+    return np.concatenate([[w[0]], explore * tilted(hi)]), hi, 0.0
 
 
-def allocate(spec: ExperimentSpec, ids: list[str], wins: np.ndarray, p_feasible: np.ndarray) -> Allocation:
-    """Serving weights from TS ``wins`` (``N``, control at 0) and ``p_feasible`` (``N``)."""
+def allocate(spec: ExperimentSpec, wins: np.ndarray, grid: np.ndarray, p_feasible: np.ndarray) -> Allocation:
+    """Serving weights from TS ``wins`` (``N``, control at 0), lattice ``grid`` (``N x d``) and ``p_feasible`` (``N``)."""
     policy = spec.policy
-    index, dropped = cap_arms(wins, ids, policy.max_arms)
-    weights = split_traffic(wins, index, spec.traffic.control_share)
-    weights, unsafe, moved = safety_cap(
-        weights, p_feasible[index], threshold=policy.feasibility_threshold, max_unsafe=policy.max_unsafe_share
-    )
+    index, counts, merged, unrepresented = merge_winners(wins, grid, policy.max_arms)
+    weights = split_traffic(counts, spec.traffic.control_share)
+    risk = 1.0 - np.asarray(p_feasible, dtype=float)[index]
+    risk[0] = 0.0
+    before = float(weights @ risk)
+    if spec.guardrails:
+        weights, tilt, to_control = risk_budget(weights, risk, policy.max_unsafe_share)
+    else:
+        tilt, to_control = 0.0, 0.0
     keep = (weights > 0) | (np.arange(len(index)) == 0)
-    return Allocation(index[keep], weights[keep], unsafe, moved, dropped)
+    return Allocation(index[keep], weights[keep], merged, unrepresented, before, float(weights @ risk), tilt, to_control)

@@ -2,8 +2,11 @@
 
 Mixed from, in order of priority: the control arm (always index 0), arms already observed or served (so arms
 recur across hours and their data count), lattice neighbours of the most promising arms (local refinement on
-the lattice), and scrambled-Sobol points over the whole cube snapped to the lattice (global exploration).
-When the whole lattice has at most ``N`` points, it is enumerated instead. Light module: numpy and scipy.
+the lattice), and scrambled-Sobol points snapped to the lattice (exploration). With a *safe region* (boxes of
+half-width ``radius`` around control and the arms the guardrail models deem safe) the Sobol points fill those
+boxes only, so exploration widens from control as the models grow confident, SafeOpt-style, instead of
+jumping to corners no data speaks for. When the whole lattice has at most ``N`` points and there is no safe
+region, it is enumerated instead. Light module: numpy and scipy.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def build_candidates(
     *,
     known: Sequence[tuple[str, np.ndarray | None]] = (),
     centers: np.ndarray | None = None,
+    safe_centers: np.ndarray | None = None,
+    radius: float = 1.0,
     seed: int = 0,
 ) -> Candidates:
     """Up to ``num`` lattice candidates plus control (so ``N <= num + 1``).
@@ -91,11 +96,13 @@ def build_candidates(
         num: the number of non-control candidates wanted (``policy.num_candidates``).
         known: ``(arm_id, unit point)`` of arms observed or served before, most important first.
         centers: ``c x d`` unit points around which to add lattice neighbours (the most promising arms).
+        safe_centers: ``r x d`` unit points of the safe region's centres (None: the whole cube).
+        radius: the half-width of each safe box, in unit coordinates.
         seed: seeds the Sobol fill and the neighbour draws.
     """
     rng = np.random.default_rng(seed)
     b = _Builder(spec, num)
-    if lattice_size(spec) <= num:
+    if safe_centers is None and lattice_size(spec) <= num:
         axes = [range(levels(p, spec.policy.grid_levels)) for p in spec.parameters]
         b.add(np.array(i) for i in itertools.product(*axes))
         return _finish(spec, b)
@@ -105,8 +112,12 @@ def build_candidates(
     sobol = qmc.Sobol(len(spec.parameters), scramble=True, seed=rng)
     while len(b.ids) < num:
         before = len(b.ids)
-        b.add(snap(spec, sobol.random(1 << max(4, (num - before - 1).bit_length()))))
-        if len(b.ids) == before:  # a coarse lattice can be exhausted by Sobol points before `num`
+        u = sobol.random(1 << max(4, (num - before - 1).bit_length()))  # n x d
+        if safe_centers is not None:
+            boxes = np.atleast_2d(safe_centers)[np.arange(len(u)) % len(np.atleast_2d(safe_centers))]  # n x d
+            u = np.clip(boxes + (2.0 * u - 1.0) * radius, 0.0, 1.0)
+        b.add(snap(spec, u))
+        if len(b.ids) == before:  # a coarse lattice (or a small safe region) can run out before `num`
             break
     return _finish(spec, b)
 

@@ -10,6 +10,10 @@ from bayesopt.lattice import lattice_arm, to_unit
 from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
 
+#: Before any data, each launch arm (within ``initial_radius`` of control, where the guardrail metrics move
+#: least) is taken to break a guardrail with this probability; it sets the first version's exploring share.
+LAUNCH_PRIOR_RISK = 0.25
+
 
 def initial_distribution(spec: ExperimentSpec, *, version: int = 1, now: float | None = None) -> ParameterDistribution:
     """Version ``version`` (default 1) of ``spec``'s distribution: the launch design of :func:`initial_proposal`."""
@@ -17,11 +21,14 @@ def initial_distribution(spec: ExperimentSpec, *, version: int = 1, now: float |
 
 
 def initial_proposal(spec: ExperimentSpec) -> Proposal:
-    """A space-filling design on the lattice around control, plus control at ``traffic.control_share``.
+    """A space-filling design on the lattice around control, within the risk budget, plus control.
 
     Scrambled Sobol points fill the box ``control ± initial_radius`` (in unit coordinates, clipped to the cube);
     each is snapped to the lattice and duplicates are dropped, so fewer than ``initial_arms`` arms can result
-    on coarse lattices. At most ``max_arms - 1`` arms join control. The design is a pure function of the spec.
+    on coarse lattices. At most ``max_arms - 1`` arms join control. With guardrails, each launch arm is taken to
+    break one with probability :data:`LAUNCH_PRIOR_RISK`, and the arms share at most
+    ``max_unsafe_share / LAUNCH_PRIOR_RISK`` of traffic (control takes the rest), so the first version keeps
+    the same risk budget as every later one. The design is a pure function of the spec.
     """
     d = len(spec.parameters)
     policy = spec.policy
@@ -37,9 +44,14 @@ def initial_proposal(spec: ExperimentSpec) -> Proposal:
         arm, values = lattice_arm(spec, u)
         if values != dict(spec.control):
             arms.setdefault(arm, values)
-    share = spec.traffic.control_share
-    weights = [share] + [(1.0 - share) / len(arms)] * len(arms) if arms else [1.0]
-    weights[-1] = 1.0 - sum(weights[:-1])  # the sum is exactly one and control keeps exactly its share
+    explore = 1.0 - spec.traffic.control_share
+    if spec.guardrails:
+        explore = min(explore, policy.max_unsafe_share / LAUNCH_PRIOR_RISK)
+    weights = [1.0 - explore] + [explore / len(arms)] * len(arms) if arms else [1.0]
+    weights[0] = 1.0 - sum(weights[1:])  # the sum is exactly one; rounding lands on control, never below its share
     arm_list = [Arm(CONTROL_ARM_ID, dict(spec.control), weights[0])]
     arm_list += [Arm(a, v, w) for (a, v), w in zip(sorted(arms.items()), weights[1:], strict=True)]
-    return Proposal(arms=tuple(arm_list), diagnostics={"kind": "initial_design", "arms": {}})
+    p_feasible = 1.0 - LAUNCH_PRIOR_RISK if spec.guardrails else 1.0
+    per_arm = {a.arm_id: {"p_feasible": p_feasible, "prior": True} for a in arm_list[1:]}
+    risk = {"budget": policy.max_unsafe_share, "expected_unsafe_share": sum(weights[1:]) * (1.0 - p_feasible)}
+    return Proposal(arms=tuple(arm_list), diagnostics={"kind": "initial_design", "arms": per_arm, "risk": risk})

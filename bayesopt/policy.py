@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 from botorch.models import SingleTaskGP
 
 from bayesopt.allocation import Allocation, allocate
@@ -31,11 +32,12 @@ from bayesopt.diagnostics import arm_diagnostics, model_summary
 from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights
 from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import exact_linalg, fit_models, model_state
-from bayesopt.lattice import from_unit, indices_to_unit, parse_arm_id, to_unit
+from bayesopt.lattice import from_unit, indices_to_unit, parse_arm_id, snap, to_unit
 from bayesopt.launch_design import initial_proposal
 from bayesopt.pooling import PooledData, modelled_metrics, pool
 from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
+from bayesopt.selection import guard_threshold
 from bayesopt.thompson import SamplingResult, thompson_sample
 
 #: Observed arms per objective around which lattice neighbours join the candidates.
@@ -88,7 +90,7 @@ class GPPolicy:
             cands = candidates_for(spec, pooled, models, previous, seed)
             result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws)
             t2 = time.perf_counter()
-        alloc = allocate(spec, cands.ids, result.wins, result.p_feasible)
+        alloc = allocate(spec, result.wins, snap(spec, cands.X), result.p_feasible)
         arms, diagnostics = proposed_arms(spec, cands, alloc, result, models, pooled)
         timings = {"pool": t_pool, "fit": t1 - t0, "sample": t2 - t1, "total": time.perf_counter() - start}
         return Proposal(arms=arms, diagnostics=diagnostics, model_state=model_state(models), timings=timings,
@@ -116,7 +118,34 @@ def candidates_for(
         known += [(data.arm_ids[i], data.X[i]) for i in order]
         centers += [data.X[i] for i in order[:LOCAL_CENTERS]]
     return build_candidates(spec, spec.policy.num_candidates, known=known,
-                            centers=np.array(centers) if centers else None, seed=seed)
+                            centers=np.array(centers) if centers else None,
+                            safe_centers=safe_centers(spec, pooled, models), radius=spec.policy.initial_radius, seed=seed)
+
+
+def safe_centers(spec: ExperimentSpec, pooled: PooledData, models: Mapping[str, SingleTaskGP]) -> np.ndarray | None:
+    """Unit points ``r x d``: control and the observed arms whose marginal probability of meeting every
+    guardrail is at least ``policy.feasibility_threshold`` (the product over guardrails of ``Phi(slack / sd)``
+    at the arm, where its own data speak).
+
+    Without guardrails there is nothing to be safe from: None (the whole cube).
+    """
+    if not spec.guardrails:
+        return None
+    data = pooled.metrics[spec.objectives[0].metric]
+    X = data.X  # k x d, control among them
+    p = np.ones(len(X))
+    for g in spec.guardrails:
+        metric = pooled.metrics[g.metric]
+        with exact_linalg():
+            post = models[g.metric].posterior(as_tensor(X))
+            mean = to_numpy(post.mean.detach().squeeze(-1))
+            sd = np.sqrt(np.maximum(to_numpy(post.variance.detach().squeeze(-1)), 1e-300))
+        threshold = guard_threshold(g.bound, relative=g.relative, baseline=metric.baseline)
+        slack = (mean - threshold) if g.is_lower else (threshold - mean)
+        p *= norm.cdf(slack / sd)
+    keep = p >= spec.policy.feasibility_threshold
+    control = to_unit(spec, spec.control)[None, :]
+    return np.vstack([control, X[keep]])
 
 
 def proposed_arms(
@@ -144,10 +173,17 @@ def proposed_arms(
         "candidates_sampled": result.sampled,
         "sampler": result.sampler,
         "draws_without_feasible": result.no_feasible,
-        "unsafe_share_before_cap": alloc.unsafe_share,
-        "safety_moved_to": alloc.moved_to,
-        "capped_mass": alloc.dropped_mass,
+        "risk": {
+            "budget": spec.policy.max_unsafe_share,
+            "expected_unsafe_share": alloc.risk_after,
+            "before_budget": alloc.risk_before,
+            "tilt": alloc.tilt,
+            "moved_to_control": alloc.moved_to_control,
+        },
+        "arm_cap": {"max_arms": spec.policy.max_arms, "merged_mass": alloc.merged_mass,
+                    "unrepresented_mass": alloc.unrepresented_mass},
         "newest_window": pooled.newest_window,
+        "drift": None if pooled.drift is None else pooled.drift.to_dict(),
         "rows_ignored": pooled.dropped,
     }
     return tuple(arms), diagnostics

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bayesopt.distribution import CONTROL_ARM_ID
+from bayesopt.drift import DriftTest, detect_drift
 from bayesopt.errors import ModelFitError
 from bayesopt.lattice import to_unit
 from bayesopt.noise import row_variances
@@ -71,6 +72,7 @@ class PooledData:
     num_rows: int
     dropped: dict[str, int] = field(default_factory=dict)
     newest_window: int | None = None
+    drift: DriftTest | None = None
 
 
 def modelled_metrics(spec: ExperimentSpec) -> list[str]:
@@ -96,7 +98,8 @@ def window_deltas(spec: ExperimentSpec, table: pd.DataFrame) -> tuple[pd.DataFra
         table: online rows of the observation table.
 
     Returns:
-        A frame with columns ``window, arm_id, metric, delta, var, x.<param>...`` (control rows excluded) and the
+        A frame with columns ``window, arm_id, metric, delta, var, control_var, count, x.<param>...`` (control rows
+        excluded; ``var`` includes ``control_var``, the control row's share of it) and the
         number of arm rows dropped because their window had no control row for that metric.
     """
     rows = table.assign(var=row_variances(spec, table))
@@ -107,7 +110,7 @@ def window_deltas(spec: ExperimentSpec, table: pd.DataFrame) -> tuple[pd.DataFra
     missing = arms["control_mean"].isna()
     arms = arms.loc[~missing]
     out = arms.assign(delta=arms["mean"] - arms["control_mean"], var=arms["var"] + arms["control_var"])
-    keep = ["window", "arm_id", "metric", "delta", "var", "count"] + [param_column(n) for n in spec.parameter_names]
+    keep = ["window", "arm_id", "metric", "delta", "var", "control_var", "count"] + [param_column(n) for n in spec.parameter_names]
     return out[keep].reset_index(drop=True), int(missing.sum())
 
 
@@ -162,6 +165,11 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
     online = online[online["metric"].isin(modelled_metrics(spec))].reset_index(drop=True)
     check_finite(online)
     deltas, dropped["rows_without_control"] = window_deltas(spec, online)
+    drift = detect_drift(deltas)
+    if drift.detected:  # learn the new world from the windows since the shift only
+        dropped["windows_before_drift"] = int((online["window"] < drift.since_window).sum())
+        online = online[online["window"] >= drift.since_window].reset_index(drop=True)
+        deltas, dropped["rows_without_control"] = window_deltas(spec, online)
     decay = window_decay(online["window"].to_numpy(), spec.policy.half_life_hours)
     decay_by_window = dict(zip(online["window"].to_numpy(), decay, strict=True))
     pooled = pool_arms(deltas, np.array([decay_by_window[w] for w in deltas["window"]]))
@@ -187,7 +195,7 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
             num_rows=int(arm_rows["rows"].sum()) + control_rows,
         )
         used += out[metric].num_rows
-    return PooledData(out, used, dropped, int(online["window"].max()))
+    return PooledData(out, used, dropped, int(online["window"].max()), drift)
 
 
 def check_finite(table: pd.DataFrame) -> None:

@@ -69,8 +69,9 @@ def _guardrail_problems(spec: ExperimentSpec, dist: ParameterDistribution) -> li
        design's (``initial_design``), or when any arm has one (partial information is a bug, not a choice);
        a distribution may instead say why it has none in ``diagnostics["feasibility"]``, a non-empty string
        (the launch design, before any data, has no model to ask);
-    3. the arms with ``p_feasible`` below ``policy.feasibility_threshold`` carry at most
-       ``policy.max_unsafe_share`` of traffic (control is never counted).
+    3. the posterior expected share of traffic on guardrail-breaking arms, ``sum_a w_a (1 - p_feasible_a)``
+       over the non-control arms that report one, is at most ``policy.max_unsafe_share`` (the risk budget;
+       control is never counted).
 
     Other kinds without any ``p_feasible`` (the closed-loop baselines, which model no guardrail) pass rule 2:
     they claim no model whose feasibility could be checked.
@@ -105,14 +106,13 @@ def _guardrail_problems(spec: ExperimentSpec, dist: ParameterDistribution) -> li
             f"guardrails and the distribution (kind {kind!r}) gives no feasibility for them; report each arm's "
             f"p_feasible, or say why there is none in diagnostics['{FEASIBILITY_STATEMENT}']"
         )
-    threshold = spec.policy.feasibility_threshold
-    unsafe = [a for a in exploring if a.arm_id in known and known[a.arm_id] < threshold]
-    share = sum(a.weight for a in unsafe)
-    if share > spec.policy.max_unsafe_share + WEIGHT_SUM_TOLERANCE:
-        names = ", ".join(a.arm_id for a in unsafe[:5]) + (", ..." if len(unsafe) > 5 else "")
+    risky = sorted((a for a in exploring if a.arm_id in known), key=lambda a: -a.weight * (1.0 - known[a.arm_id]))
+    expected = sum(a.weight * (1.0 - known[a.arm_id]) for a in risky)
+    if expected > spec.policy.max_unsafe_share + WEIGHT_SUM_TOLERANCE:
+        names = ", ".join(a.arm_id for a in risky[:5]) + (", ..." if len(risky) > 5 else "")
         out.append(
-            f"diagnostics: {share:.3f} of traffic goes to arms with p_feasible < {threshold} ({names}); "
-            f"policy.max_unsafe_share allows {spec.policy.max_unsafe_share}"
+            f"diagnostics: the expected share of traffic on guardrail-breaking arms is {expected:.4f} (most from "
+            f"{names}); policy.max_unsafe_share allows {spec.policy.max_unsafe_share}"
         )
     return out
 

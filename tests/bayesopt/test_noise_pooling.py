@@ -57,12 +57,13 @@ def test_deltas_remove_the_window_effect_and_pool_by_inverse_variance() -> None:
     rows = []
     for w, offset, se_a in ((1, 100.0, 0.1), (2, -50.0, 0.2)):
         rows += [(w, "control", m, 1e4, offset, 0.0 + 1e-9, 0.5, 0.5) for m in ("obj", "guard")]
-        rows += [(w, "a", m, 1e4, offset + (1.0 if w == 1 else 2.0), se_a, 0.1, 0.9) for m in ("obj", "guard")]
+        rows += [(w, "a", m, 1e4, offset + (1.1 if w == 1 else 1.3), se_a, 0.1, 0.9) for m in ("obj", "guard")]
     data = pool(spec, _table(spec, rows)).metrics["obj"]
     assert data.arm_ids == ["control", "a"]
-    # weights 1/0.01 and 1/0.04: (100*1 + 25*2) / 125 = 1.2; control's floored variance (a few 1e-6, shrunk
-    # toward the pooled per-outcome variance) moves this by < 1e-3 relative
-    assert data.delta[1] == pytest.approx(1.2, rel=1e-3)
+    # weights 1/0.01 and 1/0.04: (100*1.1 + 25*1.3) / 125 = 1.14; control's floored variance (a few 1e-6,
+    # shrunk toward the pooled per-outcome variance) moves this by < 1e-3 relative. The windows differ by
+    # 0.9 of their combined sd: no drift, both are pooled.
+    assert data.delta[1] == pytest.approx(1.14, rel=1e-3)
     assert data.var[1] == pytest.approx(1 / 125, rel=1e-3)
     assert data.delta[0] == 0 and data.var[0] == pytest.approx(CONTROL_ANCHOR_RATIO / 125, rel=1e-3)
     np.testing.assert_allclose(data.X[1], [0.1, 0.9])
@@ -73,12 +74,12 @@ def test_half_life_discounts_old_windows() -> None:
     np.testing.assert_allclose(window_decay(np.array([1, 2, 3]), 1.0), [0.25, 0.5, 1.0])
     np.testing.assert_allclose(window_decay(np.array([1, 3]), None), [1.0, 1.0])
     rows = []
-    for w, effect in ((1, 0.0), (2, 1.0)):
+    for w, effect in ((1, 0.0), (2, 0.2)):  # 1.4 combined sd apart: no drift
         rows += [(w, "control", m, 1e4, 5.0, 1e-9, 0.5, 0.5) for m in ("obj", "guard")]
         rows += [(w, "a", m, 1e4, 5.0 + effect, 0.1, 0.2, 0.2) for m in ("obj", "guard")]
     data = pool(spec, _table(spec, rows)).metrics["obj"]
-    # window 1 is one half-life old: weight 0.5/0.01 against 1/0.01 -> (0.5*0 + 1*1)/1.5
-    assert data.delta[1] == pytest.approx(2 / 3, rel=1e-6)
+    # window 1 is one half-life old: weight 0.5/0.01 against 1/0.01 -> (0.5*0 + 1*0.2)/1.5
+    assert data.delta[1] == pytest.approx(0.2 / 1.5, rel=1e-6)
     assert data.var[1] == pytest.approx(0.01 / 1.5, rel=1e-3)  # control adds a floored ~1e-6
 
 
@@ -108,3 +109,17 @@ def test_pooling_is_exact_under_a_large_common_time_effect() -> None:
     for arm, delta, var in zip(data.arm_ids, data.delta, data.var, strict=True):
         # pooled se ~ 0.1 * sqrt(2 / 4000 / 24) ~ 0.0005; 6 sigma
         assert abs(delta - expected[arm]) < 6 * np.sqrt(var) + 1e-12
+
+
+def test_a_shift_between_windows_drops_the_old_world() -> None:
+    """The arm's effect jumps from 0 to 1 (7 combined sd, p ~ 1e-12): only the windows since the shift are
+    pooled, and the drift signal says where it was found."""
+    spec = make_spec()
+    rows = []
+    for w, effect in ((1, 0.0), (2, 0.0), (3, 1.0)):
+        rows += [(w, "control", m, 1e4, 5.0, 1e-9, 0.5, 0.5) for m in ("obj", "guard")]
+        rows += [(w, "a", m, 1e4, 5.0 + effect, 0.1, 0.2, 0.2) for m in ("obj", "guard")]
+    pooled = pool(spec, _table(spec, rows))
+    assert pooled.drift.detected and pooled.drift.since_window == 3
+    assert pooled.metrics["obj"].delta[1] == pytest.approx(1.0, rel=1e-6)
+    assert pooled.dropped["windows_before_drift"] == 8  # 2 windows x 2 arms x 2 metrics

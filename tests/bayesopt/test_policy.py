@@ -32,6 +32,7 @@ from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import fit_models
 from bayesopt.lattice import parse_arm_id
+from bayesopt.launch_design import LAUNCH_PRIOR_RISK
 from bayesopt.policy import GPPolicy
 from bayesopt.pooling import pool
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, non_control, simulate, unit_of
@@ -86,7 +87,21 @@ def test_empty_table_gives_the_space_filling_launch_design() -> None:
     # snapping moves a point by at most half a lattice step, so no quadrant can be empty
     quadrants = {(u[0] >= 0.5, u[1] >= 0.5) for u in units}
     assert len(quadrants) == 4
-    assert dist.control_arm.weight == pytest.approx(spec.traffic.control_share)
+    # The first version keeps the risk budget under the launch prior: arms share max_unsafe_share / prior risk.
+    explore = min(1 - spec.traffic.control_share, spec.policy.max_unsafe_share / LAUNCH_PRIOR_RISK)
+    assert dist.control_arm.weight == pytest.approx(1 - explore)
+    assert dist.diagnostics["risk"]["expected_unsafe_share"] <= spec.policy.max_unsafe_share + 1e-12
+
+
+@pytest.mark.parametrize("radius", [0.05, 0.1, 0.25])
+def test_with_no_data_the_launch_arms_lie_within_the_configured_radius(radius: float) -> None:
+    spec = make_spec(3, initial_arms=8, initial_radius=radius)
+    dist = propose(spec, simulate(spec, {}, {CONTROL_ARM_ID: dict(spec.control)}, windows=0, count=1,
+                                  rng=np.random.default_rng(0))).distribution
+    center = unit_of(spec, dist.control_arm)
+    half_step = 0.5 / (spec.policy.grid_levels - 1)  # snapping to the lattice moves a point by at most this
+    for arm in non_control(dist):
+        assert np.abs(unit_of(spec, arm) - center).max() <= radius + half_step + 1e-12
 
 
 def test_a_common_time_effect_far_larger_than_arm_differences_keeps_the_ranking() -> None:
@@ -138,7 +153,7 @@ def test_dense_data_puts_the_mass_on_the_known_constrained_optimum(d: int, n_arm
 def test_when_nothing_is_feasible_the_mass_goes_to_the_least_violating_region() -> None:
     """A +8% floor is out of reach (the best is +5% at ``u_0 = 0``): violation falls with ``u_0``.
 
-    Every arm is unsafe, so the safety cap leaves ``max_unsafe_share`` of traffic on them and moves the rest to
+    Every arm is unsafe, so the risk budget leaves ``max_unsafe_share`` of traffic on them and moves the rest to
     control; what is left sits in the least-violating column ``u_0 <= 2/32`` (two lattice steps of slack: the
     guard's posterior sd between neighbouring columns is about its 0.035 pooled standard error, comparable to
     the 0.03 step in violation, so the nearest columns also win some draws).
@@ -147,7 +162,7 @@ def test_when_nothing_is_feasible_the_mass_goes_to_the_least_violating_region() 
     proposal = propose(spec, table, version=5)
     diag = proposal.distribution.diagnostics
     assert diag["draws_without_feasible"] == spec.policy.num_draws
-    assert diag["safety_moved_to"] == "control"
+    assert diag["risk"]["moved_to_control"] > 0 and diag["risk"]["expected_unsafe_share"] <= spec.policy.max_unsafe_share + 1e-9
     assert proposal.distribution.control_arm.weight == pytest.approx(1 - spec.policy.max_unsafe_share)
     w, units = _mass(spec, proposal)
     assert w[units[:, 0] <= 2 / 32 + 1e-9].sum() >= 0.9

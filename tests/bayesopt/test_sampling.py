@@ -8,8 +8,8 @@ import torch
 
 from bayesopt.device import as_tensor, seeded
 from bayesopt.gp import fit_model, fit_models
-from bayesopt.posterior_draws import Conditioned, ExactSampler, PathSampler, make_sampler
 from bayesopt.pooling import MetricData, pool
+from bayesopt.posterior_draws import Conditioned, ExactSampler, PathSampler, make_sampler
 from bayesopt.screening import screen
 from bayesopt.thompson import make_problem, metric_scale, thompson_sample
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, simulate

@@ -40,14 +40,20 @@ def test_more_arms_than_the_cap_are_refused() -> None:
     assert not any("exceed" in p for p in proposal_problems(spec, make_distribution(spec, 2, weights=[0.4, 0.3, 0.3])))
 
 
-def test_traffic_on_probably_infeasible_arms_is_capped() -> None:
-    spec = make_spec(policy={"max_unsafe_share": 0.05, "feasibility_threshold": 0.5})
+def test_the_expected_unsafe_share_is_held_to_the_risk_budget() -> None:
+    spec = make_spec(policy={"max_unsafe_share": 0.05})
     dist = make_distribution(spec, 2)
+    w1, w2 = dist.arm("arm1").weight, dist.arm("arm2").weight
     diagnostics = {"arms": {"arm1": {"p_feasible": 0.2}, "arm2": {"p_feasible": 0.9}}}
     problems = proposal_problems(spec, dist.replace(diagnostics=diagnostics))
     assert problems == [
-        "diagnostics: 0.300 of traffic goes to arms with p_feasible < 0.5 (arm1); policy.max_unsafe_share allows 0.05"
+        f"diagnostics: the expected share of traffic on guardrail-breaking arms is {0.8 * w1 + 0.1 * w2:.4f} (most "
+        "from arm1, arm2); policy.max_unsafe_share allows 0.05"
     ]
+    # Just inside the budget: both arms at a risk that costs exactly max_unsafe_share.
+    p = 1 - 0.05 / (w1 + w2)
+    safe = {"arms": {"arm1": {"p_feasible": p}, "arm2": {"p_feasible": p}}}
+    assert proposal_problems(spec, dist.replace(diagnostics=safe)) == []
 
 
 def test_non_finite_diagnostics_are_refused_before_they_reach_json() -> None:

@@ -38,6 +38,8 @@ STATE_VERSION = 1
 MAX_CHOLESKY_SIZE = 20_000
 #: Signal variance prior in standardised units: mean 1, but mass down to ~0.05 for metrics that are mostly noise.
 OUTPUTSCALE_PRIOR = (2.0, 2.0)
+#: Known noise is floored a little above GPyTorch's own floor (in standardised units), so it is never rounded.
+MIN_NOISE_MARGIN = 1.01
 
 
 @contextmanager
@@ -54,12 +56,21 @@ def build_model(data: MetricData) -> SingleTaskGP:
     """An unfitted GP on ``data``: ``k x d`` inputs, ``k x 1`` pooled deltas and their variances."""
     X, Y, Yvar = as_tensor(data.X), as_tensor(data.delta).unsqueeze(-1), as_tensor(data.var).unsqueeze(-1)
     check_training_data(data.metric, X, Y, Yvar)
+    Yvar = Yvar.clamp_min(min_known_noise(Y))
     d = X.shape[-1]
     covar = ScaleKernel(
         get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False),
         outputscale_prior=GammaPrior(*OUTPUTSCALE_PRIOR),
     )
     return SingleTaskGP(X, Y, train_Yvar=Yvar, covar_module=covar, outcome_transform=Standardize(m=1)).to(X)
+
+
+def min_known_noise(Y: torch.Tensor) -> torch.Tensor:
+    """The smallest known noise variance GPyTorch keeps after ``Standardize`` (it rounds smaller ones up, with
+    a warning on every fit): the control anchor's near-exact variance hits it when traffic is rich."""
+    scale = Y.std() if Y.shape[0] > 1 else torch.ones((), dtype=Y.dtype, device=Y.device)
+    floor = gpytorch.settings.min_fixed_noise.value(Y.dtype)
+    return MIN_NOISE_MARGIN * floor * torch.where(scale > 0, scale, torch.ones_like(scale)) ** 2
 
 
 def check_training_data(metric: str, X: torch.Tensor, Y: torch.Tensor, Yvar: torch.Tensor) -> None:

@@ -38,7 +38,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from jobs.periods import Schedule
 from jobs.pool import RefitPool, result_or_failure
-from jobs.refit import PolicyFn, RefitOptions, open_store
+from jobs.propose import PolicyRef
+from jobs.refit import RefitOptions, open_store
 from jobs.runs import Reason, RunRecord, RunStatus
 from jobs.settings import Settings
 from param_store import ExperimentNotFoundError, ExperimentState
@@ -79,7 +80,7 @@ class RefitScheduler:
         *,
         pool: RefitPool | None = None,
         max_workers: int | None = None,
-        policy: PolicyFn | str | None = None,
+        policy: PolicyRef | None = None,
         options: RefitOptions | None = None,
         sync_seconds: float = DEFAULT_SYNC_SECONDS,
         on_record: Callable[[RunRecord], None] | None = None,

@@ -10,7 +10,7 @@ import pytest
 from jobs.refit import RefitOptions, refit_experiment
 from jobs.runs import Reason, RunStatus
 from param_store import EmbeddedRedis, ParamStore
-from tests.jobs.helpers import POLICY, launch, observe, policy_available
+from tests.jobs.helpers import POLICY, launch, observe
 from tests.jobs.procs import CliProcess, cli_env
 
 LOCK_TTL_S = 3.0
@@ -18,7 +18,6 @@ DAY = 86_400  # one period for the whole test, so the killed run and the retries
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.skipif(not policy_available(), reason="bayesopt.policy is not there yet")
 def test_a_refit_killed_during_the_fit_keeps_the_current_version_and_the_next_run_succeeds(
     redis_server: EmbeddedRedis, store: ParamStore, namespace: str, tmp_path, raw_redis, raw_keys
 ) -> None:
@@ -27,7 +26,7 @@ def test_a_refit_killed_during_the_fit_keeps_the_current_version_and_the_next_ru
     before = store.current("feed")
     marker = tmp_path / "fitting"
     env = cli_env(redis_server.url, namespace, REFIT_TEST_MARKER=str(marker), REFIT_TEST_SLEEP="60")
-    refit = CliProcess(["refit", "feed", "--policy", "tests.jobs.helpers:slow_propose", "--lock-ttl", str(LOCK_TTL_S),
+    refit = CliProcess(["refit", "feed", "--policy", "tests.jobs.helpers:SlowPolicy", "--lock-ttl", str(LOCK_TTL_S),
                         "--period-seconds", str(DAY), "--activation-delay", "0"], env)
     deadline = time.monotonic() + 60
     while not marker.exists():

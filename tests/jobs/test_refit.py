@@ -9,9 +9,9 @@ import pytest
 from jobs.refit import RefitOptions, refit_experiment
 from jobs.runs import Reason, RunStatus
 from param_store import EmbeddedRedis, ExperimentState, ParamStore
-from tests.jobs.helpers import POLICY, launch, observe, policy_available
+from tests.jobs.helpers import POLICY, launch, observe
 
-STUB = "tests.jobs.helpers:stub_propose"
+STUB = "tests.jobs.helpers:StubPolicy"
 NOW = 1_900_000_000.0  # a fixed clock: periods are the hours around it
 HOUR = 3600.0
 FAST = RefitOptions(activation_delay_s=0.0, lock_ttl_s=30.0)
@@ -121,7 +121,7 @@ def test_no_data_at_all_is_thin_data(store: ParamStore, refit) -> None:
 def test_a_failing_fit_keeps_the_current_version(store: ParamStore, refit) -> None:
     launch(store, "bad-fit")
     observe(store, "bad-fit")
-    record = refit("bad-fit", policy="tests.jobs.helpers:failing_propose")
+    record = refit("bad-fit", policy="tests.jobs.helpers:FailingPolicy")
     assert (record.status, record.reason) == (RunStatus.KEPT, Reason.FIT_FAILED)
     assert record.message == "ModelFitError: bad-fit: the GP did not converge (test)"
     assert store.current_version("bad-fit") == 1
@@ -130,7 +130,7 @@ def test_a_failing_fit_keeps_the_current_version(store: ParamStore, refit) -> No
 def test_an_invalid_proposal_is_not_published(store: ParamStore, refit) -> None:
     launch(store)
     observe(store, "feed")
-    record = refit(policy="tests.jobs.helpers:out_of_bounds_propose")
+    record = refit(policy="tests.jobs.helpers:OutOfBoundsPolicy")
     assert (record.status, record.reason) == (RunStatus.KEPT, Reason.INVALID_DISTRIBUTION)
     assert any("is outside the bounds [0.0, 2.0]" in p for p in record.problems)
     assert store.current_version("feed") == 1
@@ -197,7 +197,6 @@ def test_an_unreachable_store_is_a_failed_run_not_an_exception(tmp_path) -> None
     assert "ConnectionError" in record.message
 
 
-@pytest.mark.skipif(not policy_available(), reason="bayesopt.policy is not there yet")
 def test_a_real_fit_publishes_a_valid_distribution(store: ParamStore, refit) -> None:
     spec = launch(store)
     observe(store, "feed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -30,6 +31,13 @@ SHORT_TIMEOUT_S = 0.3
 #: How long a closed connection may take to leave the server's client list.
 DISCONNECT_WAIT_S = 5.0
 POLL_S = 0.02
+
+
+@pytest.fixture(autouse=True)
+def no_heartbeat_outlives_its_test():
+    """A lease left running would keep renewing its lock (and talking to Redis) for the rest of the session."""
+    yield
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("lease:")]
 
 
 @pytest.fixture
@@ -115,7 +123,8 @@ def test_a_held_lease_outlives_its_ttl_and_excludes_others(store: ParamStore, ra
     time.sleep(2.5 * LEASE_TTL_S)  # the heartbeat keeps renewing it
     assert raw_redis.pttl(key) > 0
     assert not store.lease("feed", "refit:1", ttl_s=LEASE_TTL_S).acquire()
-    assert store.lease("feed", "refit:2", ttl_s=LEASE_TTL_S).acquire()  # another purpose, another lock
+    other = store.lease("feed", "refit:2", ttl_s=LEASE_TTL_S)
+    assert other.acquire() and other.release()  # another purpose, another lock
     assert first.still_held()
     assert first.release() and not raw_redis.exists(key)
     assert first.still_held() is False

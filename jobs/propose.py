@@ -11,6 +11,7 @@ import inspect
 
 from bayesopt.errors import InsufficientDataError
 from bayesopt.proposal import Proposal, RefitPolicy
+from jobs.errors import PolicyNotFoundError
 from jobs.load import RefitInputs
 from jobs.runs import Reason, RefitStop, RunStatus
 
@@ -25,19 +26,19 @@ def resolve_policy(policy: PolicyRef | None) -> RefitPolicy:
     """The :class:`RefitPolicy` that ``policy`` names (None: :data:`DEFAULT_POLICY`).
 
     Raises:
-        ValueError: ``policy`` is a malformed reference, or names something that is not a ``RefitPolicy``.
+        PolicyNotFoundError: ``policy`` is a malformed reference, or names something that is not a ``RefitPolicy``.
     """
     if policy is not None and not isinstance(policy, str):
         if not isinstance(policy, RefitPolicy):
-            raise ValueError(f"policy: {policy!r} does not implement RefitPolicy (a `name` and a `propose` method)")
+            raise PolicyNotFoundError(f"policy: {policy!r} does not implement RefitPolicy (a `name` and a `propose` method)")
         return policy
     module_name, _, attr = (policy or DEFAULT_POLICY).partition(":")
     if not attr:
-        raise ValueError(f"policy: should look like 'package.module:Name', got {policy!r}")
+        raise PolicyNotFoundError(f"policy: should look like 'package.module:Name', got {policy!r}")
     found = getattr(importlib.import_module(module_name), attr)
     obj = found() if inspect.isclass(found) else found
     if not isinstance(obj, RefitPolicy):
-        raise ValueError(f"policy: {policy!r} does not implement RefitPolicy (a `name` and a `propose` method)")
+        raise PolicyNotFoundError(f"policy: {policy!r} does not implement RefitPolicy (a `name` and a `propose` method)")
     return obj
 
 

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from jobs.errors import JobsError
+
 SCHEMA_VERSION = 1
 
 
@@ -110,7 +112,7 @@ class RunRecord:
         return text
 
 
-class RefitStop(Exception):
+class RefitStop(JobsError):
     """Raised by a refit stage to end the run with a record: the one way a stage says "stop here".
 
     Attributes:

@@ -1,0 +1,11 @@
+"""Exceptions of the refit job and the CLI: one root, subclasses named for what the caller should do."""
+
+from __future__ import annotations
+
+
+class JobsError(Exception):
+    """Root of every exception raised by :mod:`jobs`."""
+
+
+class PolicyNotFoundError(JobsError, ValueError):
+    """A ``--policy`` reference is malformed or names nothing that implements ``RefitPolicy``; fix the name."""

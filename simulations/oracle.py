@@ -1,16 +1,23 @@
 """The world's ground truth seen through a spec: feasibility, the best feasible lattice arm, regret.
 
 The spec's first objective is the one optimised; guardrails are checked on true daily-level metrics (the
-time-of-day factor multiplies every arm alike, so neither feasibility nor the optimum depends on the hour).
+time-of-day factor multiplies every arm alike, so neither feasibility nor the optimum depends on the hour of
+day). A world may change at a given hour (a ranker release, see ``WorldConfig.shift_hour``): each
+:class:`Truth` belongs to one *regime* of the world, the one in force before or after the change, and
+:meth:`simulations.world.RankingWorld.truth` picks the regime of an hour.
 The search runs over the spec's lattice, the only points a policy can serve: exhaustively when the lattice is
-small, otherwise from Sobol starts refined by a lattice pattern search.
+small, otherwise from Sobol starts (seeded by the *world's* seed, never the policy's, so every sampler stream
+of a world is judged against the same optimum) refined by a lattice pattern search.
+
+This module does not import :mod:`simulations.world`: it sees a world through the small :class:`World`
+protocol, and the world imports it (one direction, no import circle).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.stats import qmc
@@ -18,8 +25,21 @@ from scipy.stats import qmc
 from bayesopt.lattice import arm_id, from_unit, indices_to_unit, levels, snap, to_unit
 from bayesopt.spec import ExperimentSpec
 
-if TYPE_CHECKING:
-    from simulations.world import RankingWorld
+
+class World(Protocol):
+    """What the oracle needs of a world (:class:`simulations.world.RankingWorld` is one)."""
+
+    parameter_names: list[str]
+    metric_names: list[str]
+
+    @property
+    def seed(self) -> int: ...
+
+    def expected_metrics(self, X: Any, hour: float | None = None, *, regime: int | None = None) -> np.ndarray: ...
+
+    def points(self, values: Any) -> np.ndarray: ...
+
+    def tod_multiplier(self, hour: float | None) -> float: ...
 
 #: Lattices up to this many points are searched exhaustively (about 2 ms a point on 2 cores).
 EXHAUSTIVE_LIMIT = 4096
@@ -45,29 +65,31 @@ class Optimum:
 
 
 class Truth:
-    """True metrics of a world for one spec: feasibility and objective of any points, vectorised.
+    """True metrics of a world for one spec in one regime: feasibility and objective of any points, vectorised.
 
     Args:
         world: the world; its parameter names must equal the spec's.
         spec: the experiment.
+        regime: the world's regime (0 before its shift, 1 after; a world without a shift has only 0).
     """
 
-    def __init__(self, world: RankingWorld, spec: ExperimentSpec) -> None:
+    def __init__(self, world: World, spec: ExperimentSpec, regime: int = 0) -> None:
         if sorted(world.parameter_names) != sorted(spec.parameter_names):
             raise ValueError(f"spec parameters {spec.parameter_names} differ from the world's {world.parameter_names}")
         missing = sorted(set(spec.metric_names) - set(world.metric_names))
         if missing:
             raise ValueError(f"spec metrics {missing} are not metrics of the world ({world.metric_names})")
-        self.world, self.spec = world, spec
+        self.world, self.spec, self.regime = world, spec, int(regime)
         self.objective = spec.objectives[0]
         self.sign = 1.0 if self.objective.direction == "maximize" else -1.0
         self._col = {m: j for j, m in enumerate(world.metric_names)}
-        self.control = world.expected_metrics(world.points(spec.control))[0]  # m
+        self.control = world.expected_metrics(world.points(spec.control), regime=self.regime)[0]  # m
         self._grid_metrics: np.ndarray | None = None  # the whole lattice's metrics, once searched exhaustively
 
     def metrics(self, values: np.ndarray | Mapping[str, float], hour: float | None = None) -> np.ndarray:
-        """True metrics, ``n x m`` (world metric order), for spec-ordered values ``n x d`` or one mapping."""
-        return self.world.expected_metrics(self._world_points(values), hour)
+        """True metrics in this regime, ``n x m`` (world metric order), for spec-ordered values ``n x d`` or one
+        mapping; ``hour`` only sets the time-of-day factor."""
+        return self.world.expected_metrics(self._world_points(values), hour, regime=self.regime)
 
     def _world_points(self, values: np.ndarray | Mapping[str, float]) -> np.ndarray:
         if isinstance(values, Mapping):
@@ -123,7 +145,7 @@ class Truth:
                 self._grid_metrics = self.metrics(self._values(grid))
             scores = self.score(self._grid_metrics, constrained=constrained)
             return self.optimum_at(grid[int(np.argmax(scores))])
-        unit = qmc.Sobol(len(sizes), scramble=True, seed=self.spec.policy.seed).random(SEARCH_STARTS)
+        unit = qmc.Sobol(len(sizes), scramble=True, seed=int(self.world.seed)).random(SEARCH_STARTS)
         starts = np.unique(np.vstack([snap(self.spec, unit), snap(self.spec, to_unit(self.spec, self.spec.control))]), axis=0)
         scores = self._scores(starts, constrained)
         best_idx, best = starts[int(np.argmax(scores))], float(np.max(scores))
@@ -157,14 +179,14 @@ class Truth:
         return idx, score
 
 
-def best_feasible(world: RankingWorld, spec: ExperimentSpec) -> Optimum:
-    """The best lattice arm meeting every guardrail of ``spec`` by the world's true metrics."""
-    return Truth(world, spec).search(constrained=True)
+def best_feasible(world: World, spec: ExperimentSpec, regime: int = 0) -> Optimum:
+    """The best lattice arm meeting every guardrail of ``spec`` by the world's true metrics (in ``regime``)."""
+    return Truth(world, spec, regime).search(constrained=True)
 
 
-def best_objective(world: RankingWorld, spec: ExperimentSpec) -> Optimum:
-    """The best lattice arm for the objective alone, guardrails ignored."""
-    return Truth(world, spec).search(constrained=False)
+def best_objective(world: World, spec: ExperimentSpec, regime: int = 0) -> Optimum:
+    """The best lattice arm for the objective alone, guardrails ignored (in ``regime``)."""
+    return Truth(world, spec, regime).search(constrained=False)
 
 
 def instant_regret(

@@ -21,23 +21,34 @@ draws sessions from that pool (with replacement) and simulates fresh outcomes, a
 exact expectation of the sampled means (common random numbers), a deterministic function of ``x``, and
 vectorised over thousands of points.
 
+**A shift** (``shift_hour``, the ``shift`` variant): at that hour a ranker release recalibrates the ranker's
+predictions, multiplying each term's predicted probability by its ``shift_factors`` entry. The same weights
+``x`` then rank differently, so every metric's response to every weight changes: the best feasible arm and
+the guardrail trade-offs move, and control's own metrics change too. Members' true responses stay. Hours
+are on the world's clock (hours since midnight of the run's first day; the time of day is ``hour % 24``), so
+:meth:`RankingWorld.regime` says which ranker is in force, and :meth:`RankingWorld.truth` and
+:meth:`RankingWorld.best_feasible` take the hour and judge against the world in force then.
+
+**Variants** (:data:`WORLD_VARIANTS`, ``bayesopt simulate --variant``): ``base`` (30,000 members an hour, 2
+weights), ``scarce`` (5,000 an hour), ``d4`` and ``d6`` (4 and 6 weights at 30,000), ``shift`` (``base`` with a
+ranker release at hour 24).
+
 Glossary: ``S`` pool sessions, ``C`` candidates per session, ``K`` slots shown, ``T`` terms (click plus the
 ``d`` tuned terms), ``n`` points, ``m`` metrics (``m == T``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from bayesopt.spec import ExperimentSpec
-
-if TYPE_CHECKING:
-    from simulations.oracle import Optimum, Truth
+from simulations.oracle import Optimum, Truth, instant_regret
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,14 @@ TERMS = (
     Term("save", "saves", "save_weight", (-4.5, -3.8, -5.0), 0.4, 0.8, 0.0, 0.5),
 )
 MIN_PARAMETERS, MAX_PARAMETERS = 2, len(TERMS) - 1
+
+#: What a ranker release does to each term's predicted probability (click first, then the tuned terms in
+#: :data:`TERMS` order): shares are predicted lower and applies higher, so the same weights push fewer shares
+#: and more applies, control included (its engaged sessions fall ~6%, its applies rise ~22%). In the 2-weight
+#: world, seeds 0-4, the best feasible arm moves from share_weight 2.4-3.3 to 3.5-3.6 (apply_weight 1.4), and
+#: the old best arm, still feasible, falls 3-4% short of the new best: a team that does not notice keeps
+#: paying for it (checked in tests/simulations/test_sim_world.py).
+SHIFT_FACTORS = (1.0, 0.6, 1.6, 1.3, 0.7, 1.4, 0.8)
 
 #: Default guardrails of :meth:`RankingWorld.spec`: relative floors against control, as in feed_example.yaml.
 DEFAULT_GUARDRAILS = {"applies": -0.01, "shares": -0.02}
@@ -110,6 +129,10 @@ class WorldConfig:
     count_metrics: tuple[str, ...] = ()
     #: Bounds of every weight.
     bounds: tuple[float, float] = (0.0, 4.0)
+    #: The world hour from which the released ranker is in force (None: no release, one regime).
+    shift_hour: float | None = None
+    #: Per term (:data:`TERMS` order, click first), the factor the release applies to its predictions.
+    shift_factors: tuple[float, ...] = SHIFT_FACTORS
 
     def __post_init__(self) -> None:
         problems = []
@@ -129,6 +152,11 @@ class WorldConfig:
             problems.append(f"count_metrics {unknown} are not metrics of this world (known: {sorted(metrics)})")
         if not self.bounds[0] < self.bounds[1] or self.bounds[0] < 0:
             problems.append(f"bounds must be 0 <= lower < upper, got {self.bounds}")
+        if self.shift_hour is not None and not (math.isfinite(self.shift_hour) and self.shift_hour >= 0):
+            problems.append(f"shift_hour must be a non-negative hour or None, got {self.shift_hour}")
+        if len(self.shift_factors) < self.num_parameters + 1 or not all(f > 0 for f in self.shift_factors):
+            problems.append(f"shift_factors must give a positive factor for each of the {self.num_parameters + 1} "
+                            f"terms, got {self.shift_factors}")
         if problems:
             raise ValueError("invalid WorldConfig: " + "; ".join(problems))
 
@@ -162,8 +190,12 @@ class RankingWorld:
         self.decay = (1.0 + np.arange(cfg.slots)) ** -cfg.position_decay  # K
         self._is_count = np.array([self.metric_kinds[m] == "mean" for m in self.metric_names])  # T
         self.pool = self._draw_pool(np.random.default_rng(cfg.seed))
-        self._truths: dict[str, Truth] = {}
-        self._optima: dict[tuple[str, str], Optimum] = {}
+        # The ranker's per-term score scale in each regime: 1 before the release, its factors after.
+        self._scales = [np.ones(len(self.terms))]
+        if cfg.shift_hour is not None:
+            self._scales.append(np.asarray(cfg.shift_factors[: len(self.terms)], dtype=float))
+        self._truths: dict[tuple[str, int], Truth] = {}
+        self._optima: dict[tuple[str, str, int], Optimum] = {}
         S, C, T = self.pool.true.shape
         # Event probability of each item at each slot, and its log-complement: (S * C) x K x T.
         slot_prob = self.pool.true[:, :, None, :] * self.decay[None, None, :, None].astype(np.float32)
@@ -193,6 +225,28 @@ class RankingWorld:
         pred_logit = slope * seen + bias + rng.standard_normal((S, C, T)) * noise
         return _Pool(predicted=_sigmoid(pred_logit).astype(np.float32), true=_sigmoid(true_logit).astype(np.float32))
 
+    @property
+    def seed(self) -> int:
+        """The world's seed: its population, its ranker, and the oracle's search starts."""
+        return int(self.config.seed)
+
+    # -- regimes ---------------------------------------------------------------------------------------------
+    @property
+    def regimes(self) -> int:
+        """How many regimes the world has: 1, or 2 with a ranker release at ``shift_hour``."""
+        return len(self._scales)
+
+    def regime(self, hour: float | None) -> int:
+        """The regime in force at world hour ``hour``: 0 before the release (and for ``None``), 1 from it on."""
+        shift = self.config.shift_hour
+        return int(shift is not None and hour is not None and float(hour) >= shift)
+
+    def _regime(self, hour: float | None, regime: int | None) -> int:
+        r = self.regime(hour) if regime is None else int(regime)
+        if not 0 <= r < self.regimes:
+            raise ValueError(f"regime must be in [0, {self.regimes}) for this world, got {regime}")
+        return r
+
     # -- time of day -----------------------------------------------------------------------------------------
     def tod_multiplier(self, hour: float | None) -> float:
         """The factor the hour applies to every arm's every metric; ``None`` gives its daily mean, 1."""
@@ -210,11 +264,14 @@ class RankingWorld:
         return int(rng.poisson(self.traffic(hour)))
 
     # -- ranking ---------------------------------------------------------------------------------------------
-    def _top(self, X: np.ndarray, sessions: np.ndarray | slice) -> np.ndarray:
-        """Rows of the slot tables for the items shown, best first: ``n x S' x K`` for ``X`` of ``n x d``."""
+    def _top(self, X: np.ndarray, sessions: np.ndarray | slice, regime: int = 0) -> np.ndarray:
+        """Rows of the slot tables for the items shown, best first: ``n x S' x K`` for ``X`` of ``n x d``.
+
+        ``regime`` picks the ranker: after a release each term's prediction is scaled by its shift factor.
+        """
         pred = self.pool.predicted[sessions]  # S' x C x T
         C, K = pred.shape[1], self.config.slots
-        weights = np.concatenate([np.ones((len(X), 1)), X], axis=1).astype(np.float32)  # n x T
+        weights = (np.concatenate([np.ones((len(X), 1)), X], axis=1) * self._scales[regime]).astype(np.float32)  # n x T
         score = np.einsum("sct,nt->nsc", pred, weights)  # n x S' x C
         top = np.argpartition(score, C - K, axis=-1)[..., C - K :] if K < C else np.argsort(score, axis=-1)
         order = np.argsort(np.take_along_axis(score, top, axis=-1), axis=-1)[..., ::-1]
@@ -222,9 +279,9 @@ class RankingWorld:
         first = np.arange(self.config.pool_sessions)[sessions] * C  # S'
         return top + first[None, :, None]
 
-    def _session_expectations(self, X: np.ndarray, sessions: np.ndarray | slice) -> np.ndarray:
+    def _session_expectations(self, X: np.ndarray, sessions: np.ndarray | slice, regime: int = 0) -> np.ndarray:
         """Per active session: P(at least one event) for rates, expected events for counts: ``n x S' x T``."""
-        rows = self._top(X, sessions)
+        rows = self._top(X, sessions, regime)
         slots = np.arange(self.config.slots)
         out = -np.expm1(self._slot_log[rows, slots].sum(axis=-2))  # n x S' x T
         if self._is_count.any():
@@ -243,18 +300,20 @@ class RankingWorld:
         return np.array([[float(r[p]) for p in self.parameter_names] for r in rows]).reshape(len(rows), -1)
 
     # -- truth -----------------------------------------------------------------------------------------------
-    def expected_metrics(self, X: Any, hour: float | None = None) -> np.ndarray:
+    def expected_metrics(self, X: Any, hour: float | None = None, *, regime: int | None = None) -> np.ndarray:
         """True expected per-session metrics, ``n x m`` (columns :attr:`metric_names`) for ``X`` of ``n x d``.
 
         Deterministic in ``X`` (an average over the fixed pool); ``hour`` scales every entry by
-        :meth:`tod_multiplier` (``None``: the daily mean).
+        :meth:`tod_multiplier` (``None``: the daily mean) and picks the regime in force then, unless
+        ``regime`` is given (``hour=None`` and no ``regime``: regime 0, the world before any release).
         """
         X = self._as_points(X)
+        r = self._regime(hour, regime)
         S, C = self.config.pool_sessions, self.config.candidates
         chunk = max(1, SCORES_PER_CHUNK // (S * C))
         out = np.empty((len(X), len(self.terms)))
         for i in range(0, len(X), chunk):
-            out[i : i + chunk] = self._session_expectations(X[i : i + chunk], slice(None)).mean(axis=1, dtype=np.float64)
+            out[i : i + chunk] = self._session_expectations(X[i : i + chunk], slice(None), r).mean(axis=1, dtype=np.float64)
         return out * (self.config.activity * self.tod_multiplier(hour))
 
     def expected(self, values: Mapping[str, float], hour: float | None = None) -> dict[str, float]:
@@ -267,14 +326,14 @@ class RankingWorld:
         """Outcomes of ``n`` sessions served ``x`` (shape ``d``) during ``hour``: ``{metric: n floats}``.
 
         Rate metrics are 0/1 per session, count metrics non-negative integers; their means converge to
-        ``expected_metrics(x, hour)``.
+        ``expected_metrics(x, hour)`` (the ranker of the regime in force at ``hour`` ranks the items).
         """
         x = self._as_points(x)[:1]
         if n <= 0:
             return {m: np.zeros(0) for m in self.metric_names}
         sessions = rng.integers(0, self.config.pool_sessions, size=n)
         active = rng.random(n) < self.config.activity * self.tod_multiplier(hour)  # n
-        per_slot = self._slot_prob[self._top(x, sessions)[0], np.arange(self.config.slots)]  # n x K x T
+        per_slot = self._slot_prob[self._top(x, sessions, self.regime(hour))[0], np.arange(self.config.slots)]  # n x K x T
         events = rng.random(per_slot.shape) < per_slot  # n x K x T
         counts = events.sum(axis=1) * active[:, None]  # n x T
         out = np.where(self._is_count, counts, counts > 0).astype(float)
@@ -321,40 +380,91 @@ class RankingWorld:
         return doc
 
     # -- ground truth for a spec (see simulations.oracle) ----------------------------------------------------
-    def truth(self, spec: ExperimentSpec) -> Truth:
-        """Vectorised feasibility and objective of points under ``spec`` (cached per spec)."""
-        key = spec.spec_hash
-        if key not in self._truths:
-            from simulations.oracle import Truth
+    def truth(self, spec: ExperimentSpec, hour: float | None = None) -> Truth:
+        """Feasibility and objective of points under ``spec`` in the regime in force at world hour ``hour``.
 
-            self._truths[key] = Truth(self, spec)
+        ``None``: the world before any release. Cached per (what the truth depends on in ``spec``, regime): the
+        spec's policy section (its seed above all) does not matter, so every sampler stream of a world shares
+        one truth.
+        """
+        key = (truth_key(spec), self.regime(hour))
+        if key not in self._truths:
+            self._truths[key] = Truth(self, spec, key[1])
         return self._truths[key]
 
-    def best_feasible(self, spec: ExperimentSpec) -> Optimum:
-        """The best lattice arm of ``spec`` that meets every guardrail by true metrics (cached per spec)."""
-        key = ("feasible", spec.spec_hash)
+    def best_feasible(self, spec: ExperimentSpec, hour: float | None = None) -> Optimum:
+        """The best lattice arm of ``spec`` that meets every guardrail by true metrics at ``hour`` (cached)."""
+        key = ("feasible", truth_key(spec), self.regime(hour))
         if key not in self._optima:
-            self._optima[key] = self.truth(spec).search(constrained=True)
+            self._optima[key] = self.truth(spec, hour).search(constrained=True)
         return self._optima[key]
 
-    def best_objective(self, spec: ExperimentSpec) -> Optimum:
-        """The best lattice arm of ``spec`` for the objective alone, guardrails ignored (cached per spec)."""
-        key = ("objective", spec.spec_hash)
+    def best_objective(self, spec: ExperimentSpec, hour: float | None = None) -> Optimum:
+        """The best lattice arm of ``spec`` for the objective alone at ``hour``, guardrails ignored (cached)."""
+        key = ("objective", truth_key(spec), self.regime(hour))
         if key not in self._optima:
-            self._optima[key] = self.truth(spec).search(constrained=False)
+            self._optima[key] = self.truth(spec, hour).search(constrained=False)
         return self._optima[key]
 
     def regret(
         self, spec: ExperimentSpec, values: Sequence[Mapping[str, float]], weights: Sequence[float], *, hour: float | None = None
     ) -> float:
         """Instantaneous regret of serving ``weights`` over arms ``values`` at ``hour`` vs :meth:`best_feasible`."""
-        from simulations.oracle import instant_regret
-
-        truth = self.truth(spec)
+        truth = self.truth(spec, hour)
         V = np.array([[float(v[p]) for p in spec.parameter_names] for v in values])
-        return instant_regret(truth, self.best_feasible(spec), V, np.asarray(weights, dtype=float), hour=hour)
+        return instant_regret(truth, self.best_feasible(spec, hour), V, np.asarray(weights, dtype=float), hour=hour)
+
+
+def truth_key(spec: ExperimentSpec) -> str:
+    """What the ground truth of ``spec`` depends on, as a string: parameters, control, metrics, objectives,
+    guardrails and the lattice (``policy.grid_levels``), not the policy's other knobs or seed."""
+    doc = spec.to_dict()
+    parts = {k: doc[k] for k in ("parameters", "control", "metrics", "objectives", "guardrails")}
+    parts["grid_levels"] = doc["policy"]["grid_levels"]
+    return json.dumps(parts, sort_keys=True)
 
 
 def make_world(num_parameters: int = 2, *, seed: int = 0, **config: Any) -> RankingWorld:
     """Shorthand for ``RankingWorld(WorldConfig(num_parameters=..., seed=..., **config))``."""
     return RankingWorld(WorldConfig(num_parameters=num_parameters, seed=seed, **config))
+
+
+# -- variants ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorldVariant:
+    """A named world of the closed-loop study.
+
+    ``num_parameters`` and ``overrides`` (fields of :class:`WorldConfig`) define the world; ``members_per_hour``
+    is the variant's traffic, which a run may override (tests and smoke runs use less) and records.
+    """
+
+    name: str
+    description: str
+    num_parameters: int = 2
+    members_per_hour: float = 30_000.0
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The study's worlds (issue 12): today's, scarce traffic, more weights, and a ranker release at hour 24.
+WORLD_VARIANTS: dict[str, WorldVariant] = {v.name: v for v in (
+    WorldVariant("base", "30,000 members an hour, 2 weights (the feed example)"),
+    WorldVariant("scarce", "5,000 members an hour, 2 weights", members_per_hour=5_000.0),
+    WorldVariant("d4", "30,000 members an hour, 4 weights", num_parameters=4),
+    WorldVariant("d6", "30,000 members an hour, 6 weights", num_parameters=6),
+    WorldVariant("shift", "30,000 members an hour, 2 weights, a ranker release at hour 24 moves every response",
+                 overrides={"shift_hour": 24.0}),
+)}
+
+
+def world_variant(name: str) -> WorldVariant:
+    """The variant called ``name``; a ``ValueError`` lists the known ones."""
+    try:
+        return WORLD_VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown world variant {name!r} (known: {', '.join(WORLD_VARIANTS)})") from None
+
+
+def make_variant_world(name: str, *, seed: int = 0, **config: Any) -> RankingWorld:
+    """The world of variant ``name`` with ``seed``; ``config`` overrides further :class:`WorldConfig` fields."""
+    v = world_variant(name)
+    return make_world(v.num_parameters, seed=seed, **{"sessions_per_hour": v.members_per_hour, **dict(v.overrides), **config})

@@ -23,6 +23,12 @@ Policies: ``gp`` (our constrained Thompson sampling) and ``utility`` (the Linked
 refit job's own default policy, ``bayesopt.policy.propose``, with ``spec.policy.method`` set in the launched
 spec; the other baselines of :data:`simulations.baselines.POLICIES` are wrapped in :class:`BaselineRefitPolicy`,
 which the refit job calls like ``bayesopt.policy.propose``.
+
+Seeds: ``config.seed`` is the *world* seed: it builds the world (population, ranker, best arm), draws each
+hour's members and their outcomes; ``config.stream`` is the sampler stream: the policy's own random draws
+(launch design, Thompson samples, a baseline's arms) come from ``spec.policy.seed = seed * 1000 + stream``
+(:func:`policy_seed`), so two streams of one world seed face the same world and traffic and differ only in
+the policy's luck. ``config.variant`` names a world of :data:`simulations.world.WORLD_VARIANTS`.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import numpy as np
 from bayesopt.distribution import ParameterDistribution
 from bayesopt.spec import ExperimentSpec
 from simulations.metrics import HourMetrics, served_metrics
-from simulations.world import RankingWorld, make_world
+from simulations.world import RankingWorld, make_world, world_variant
 
 #: The simulated clock starts at 2024-01-01 00:00 UTC, so hour ``h`` of the run is hour ``h % 24`` of the day.
 DEFAULT_START = 1_704_067_200.0
@@ -53,6 +59,8 @@ GP_METHODS = {"gp": "constrained_ts", "utility": "utility_ts"}
 #: safety cap's earlier default threshold (0.5), kept to show why the default became 0.9.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"gp_loose": ("gp", {"feasibility_threshold": 0.5})}
 POLICY_NAMES = ("gp", "gp_loose", "utility", "uniform", "ab_grid", "arm_ts", "ax")
+#: Sampler streams per world seed: ``policy_seed = seed * STREAMS_PER_SEED + stream`` is one-to-one below it.
+STREAMS_PER_SEED = 1000
 #: How long to wait for the serving cache to pick up a freshly published version.
 CACHE_WAIT_S = 30.0
 
@@ -63,7 +71,13 @@ class LoopConfig:
 
     Attributes:
         policy: a name of :data:`POLICY_NAMES`.
-        seed: seeds the world (a different world per seed), the spec's policy seed and the traffic draws.
+        seed: the world seed: the world (a different world per seed), the traffic and the outcome draws.
+        stream: the sampler stream, ``0 <= stream < STREAMS_PER_SEED``: with ``seed`` it seeds the policy's own
+            draws, ``spec.policy.seed = seed * 1000 + stream`` (:func:`policy_seed`); baselines get the same.
+        variant: a world of :data:`simulations.world.WORLD_VARIANTS` (``base``, ``scarce``, ``d4``, ``d6``,
+            ``shift``), or None for a world given by ``num_parameters`` and ``world_overrides`` alone. A variant
+            fixes ``num_parameters`` (which must match) and adds its world fields (``shift``: the release at
+            hour 24) under ``world_overrides``; build a variant's config with :meth:`for_variant`.
         hours: simulated hours.
         members_per_hour: mean members (one session each) per hour; the hour of day swings it by
             ``traffic_amplitude`` (+-50% by default).
@@ -80,6 +94,8 @@ class LoopConfig:
 
     policy: str = "gp"
     seed: int = 0
+    stream: int = 0
+    variant: str | None = None
     hours: int = 24
     members_per_hour: float = 3000.0
     population: int | None = None
@@ -99,8 +115,34 @@ class LoopConfig:
             problems.append(f"hours must be at least 1, got {self.hours}")
         if not self.members_per_hour > 0:
             problems.append(f"members_per_hour must be positive, got {self.members_per_hour}")
+        if not 0 <= self.stream < STREAMS_PER_SEED:
+            problems.append(f"stream must be in [0, {STREAMS_PER_SEED}), got {self.stream}")
+        if not 0 <= self.seed <= MAX_WORLD_SEED:
+            problems.append(f"seed must be in [0, {MAX_WORLD_SEED}] (the policy seed seed * {STREAMS_PER_SEED} + "
+                            f"stream must stay a valid spec seed), got {self.seed}")
+        if self.variant is not None:
+            try:
+                v = world_variant(self.variant)
+            except ValueError as exc:
+                problems.append(str(exc))
+            else:
+                if self.num_parameters != v.num_parameters:
+                    problems.append(f"variant {v.name!r} has {v.num_parameters} parameters, got num_parameters="
+                                    f"{self.num_parameters}")
         if problems:
             raise ValueError("invalid LoopConfig: " + "; ".join(problems))
+
+    @classmethod
+    def for_variant(cls, variant: str, **fields: Any) -> LoopConfig:
+        """A run of world ``variant``: its parameters and traffic, unless ``fields`` set ``members_per_hour``."""
+        v = world_variant(variant)
+        return cls(**{"members_per_hour": v.members_per_hour, **fields, "variant": v.name,
+                      "num_parameters": v.num_parameters})
+
+    @property
+    def policy_seed(self) -> int:
+        """``spec.policy.seed`` of the run: :func:`policy_seed` of ``(seed, stream)``."""
+        return policy_seed(self.seed, self.stream)
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -110,20 +152,38 @@ class LoopConfig:
         return doc
 
 
+#: World seeds whose policy seed ``seed * STREAMS_PER_SEED + stream`` stays within ``PolicySettings.seed``'s range.
+MAX_WORLD_SEED = (2**31 - 1) // STREAMS_PER_SEED - 1
+
+
+def policy_seed(seed: int, stream: int = 0) -> int:
+    """The seed of the policy's own draws for world seed ``seed`` and sampler stream ``stream``.
+
+    ``seed * 1000 + stream``: one-to-one over ``stream < 1000``, so no two (world seed, stream) pairs share
+    the policy's draws; the world never sees it.
+    """
+    return int(seed) * STREAMS_PER_SEED + int(stream)
+
+
+def world_fields(config: LoopConfig) -> dict[str, Any]:
+    """The :class:`~simulations.world.WorldConfig` fields of a run besides its seed: the variant's, then the
+    run's ``world_overrides``."""
+    variant = {} if config.variant is None else dict(world_variant(config.variant).overrides)
+    return {"sessions_per_hour": float(config.members_per_hour), **variant, **dict(config.world_overrides)}
+
+
 def build_world(config: LoopConfig) -> RankingWorld:
-    """The world of a run: seeded by ``config.seed``, ``members_per_hour`` sessions an hour on average.
+    """The world of a run: seeded by ``config.seed`` alone (never the stream), with the variant's fields and
+    ``members_per_hour`` sessions an hour on average.
 
     Worlds are deterministic in their config, so the last few are kept: a report on a run reuses the run's
     world and the truth it cached (best feasible arm, metrics of the lattice) instead of recomputing them.
     """
-    key = json.dumps([config.num_parameters, config.seed, float(config.members_per_hour),
-                      sorted(dict(config.world_overrides).items())], default=str)
+    fields = world_fields(config)
+    key = json.dumps([config.num_parameters, config.seed, sorted(fields.items())], default=str)
     world = _WORLDS.pop(key, None)
     if world is None:
-        world = make_world(
-            config.num_parameters, seed=config.seed, sessions_per_hour=float(config.members_per_hour),
-            **dict(config.world_overrides),
-        )
+        world = make_world(config.num_parameters, seed=config.seed, **fields)
     _WORLDS[key] = world
     while len(_WORLDS) > MAX_CACHED_WORLDS:
         _WORLDS.pop(next(iter(_WORLDS)))
@@ -135,9 +195,10 @@ _WORLDS: dict[str, RankingWorld] = {}
 
 
 def build_spec(world: RankingWorld, config: LoopConfig) -> ExperimentSpec:
-    """The world's spec with the run's policy seed, overrides, variant fields and (``gp``/``utility``) method."""
+    """The world's spec with the run's policy seed (:func:`policy_seed` of seed and stream), overrides, policy
+    variant fields and (``gp``/``utility``) method."""
     base, variant = VARIANTS.get(config.policy, (config.policy, {}))
-    policy = {"seed": config.seed, **dict(config.policy_overrides), **variant}
+    policy = {"seed": config.policy_seed, **dict(config.policy_overrides), **variant}
     if base in GP_METHODS:
         policy["method"] = GP_METHODS[base]
     return world.spec(config.name, policy=policy)
@@ -229,8 +290,11 @@ def redis_url_for(redis_url: str | None) -> Iterator[str]:
 class HourRecord:
     """One simulated hour: what was served, what came back, what the refit did, what it was worth.
 
-    ``metrics`` judges the distribution served during the hour; ``arms`` lists its arms with weights and
-    the members each actually got; ``refit`` is the refit job's run record, summarised.
+    ``metrics`` judges the distribution served during the hour against the world in force then; ``arms``
+    lists its arms with weights, the members each actually got, whether each truly meets the guardrails, and
+    the policy's ``p_feasible`` and ``p_best`` for it (None when its diagnostics have none); ``refit`` is the
+    refit job's run record, summarised; ``world_hour`` is the middle of the hour on the world's clock (hours
+    since midnight of the first day); ``risk`` is the served version's ``diagnostics["risk"]`` (None if absent).
     """
 
     step: int
@@ -246,18 +310,24 @@ class HourRecord:
     cumulative_relative_regret: float
     refit: dict[str, Any]
     seconds: dict[str, float]
+    world_hour: float | None = None
+    risk: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {k: getattr(self, k) for k in (
-            "step", "time", "hour_of_day", "version", "members", "rows_posted", "outcomes_posted", "arms",
-            "cumulative_regret", "cumulative_relative_regret", "refit", "seconds")}
+            "step", "time", "hour_of_day", "world_hour", "version", "members", "rows_posted", "outcomes_posted",
+            "arms", "cumulative_regret", "cumulative_relative_regret", "refit", "seconds", "risk")}
         doc["metrics"] = self.metrics.to_dict()
         return doc
 
 
 @dataclass
 class LoopResult:
-    """A whole run: its config, the truth it was judged by, and one :class:`HourRecord` per hour."""
+    """A whole run: its config, the truth it was judged by, and one :class:`HourRecord` per hour.
+
+    ``optimum`` and ``control`` are the world's before any shift; ``shift`` (worlds with a ranker release
+    only) has the release's world hour and the best feasible arm and control's metrics after it.
+    """
 
     config: LoopConfig
     spec: ExperimentSpec
@@ -266,6 +336,7 @@ class LoopResult:
     hours: list[HourRecord]
     wall_s: float = 0.0
     final_version: int | None = None
+    shift: dict[str, Any] | None = None
 
     def frame(self) -> Any:
         """One row per hour: the :class:`HourRecord` scalars plus the flattened :class:`HourMetrics`."""
@@ -288,6 +359,7 @@ class LoopResult:
             "control": self.control,
             "wall_s": self.wall_s,
             "final_version": self.final_version,
+            "shift": self.shift,
             "hours": [r.to_dict() for r in self.hours],
         }
 
@@ -361,7 +433,11 @@ def run_closed_loop(
     truth = world.truth(spec)
     optimum = world.best_feasible(spec)
     namespace = namespace or f"sim{uuid.uuid4().hex[:10]}"
+    # Traffic (members per hour, which members) and outcomes draw from the world seed alone, on two generators,
+    # so the members of an hour are the same for every policy and stream of a world seed.
     rng = np.random.default_rng([config.seed, 7919])
+    outcome_rng = np.random.default_rng([config.seed, 7919, 1])
+    day_hour = ((config.start - DEFAULT_START) / HOUR_S) % 24.0  # the world's clock starts at that midnight
     population = int(config.population or max(1, round(20 * config.members_per_hour)))
     policy = refit_policy(config.policy, **dict(config.baseline_options.get(config.policy, {})))
     options = RefitOptions(period_seconds=int(HOUR_S), activation_delay_s=0.0, once_per_period=True)
@@ -383,9 +459,10 @@ def run_closed_loop(
                 for step in range(config.hours):
                     t_start = config.start + step * HOUR_S
                     at = t_start + HOUR_S / 2
-                    hour = ((at - DEFAULT_START) / HOUR_S) % 24.0
+                    world_hour = day_hour + (at - config.start) / HOUR_S
+                    hour = world_hour % 24.0
                     t0 = time.perf_counter()
-                    n = world.sample_traffic(hour, rng)
+                    n = world.sample_traffic(world_hour, rng)
                     ids = rng.choice(population, size=min(n, population), replace=False) if n else np.zeros(0, int)
                     assignments: list[Any] = []
                     for i in range(0, len(ids), config.batch_size):
@@ -396,22 +473,27 @@ def run_closed_loop(
                     if len(versions) > 1:
                         raise RuntimeError(f"hour {step}: members were served versions {sorted(versions)} at one instant")
                     version = versions.pop() if versions else int(client.distribution(spec.name)["version"])
-                    rows, served = _aggregate(world, assignments, hour, rng)
+                    rows, served = _aggregate(world, assignments, world_hour, outcome_rng)
                     t2 = time.perf_counter()
                     accepted = client.post_observations(spec.name, rows) if rows else 0
                     t3 = time.perf_counter()
                     dist = store.load_version(spec.name, version)
-                    metrics = served_metrics(world, spec, dist, hour)
+                    metrics = served_metrics(world, spec, dist, world_hour)
                     traffic = float(len(assignments))
                     cum += metrics.regret * traffic
                     cum_rel += metrics.relative_regret
-                    feasible = truth.feasible(truth.metrics(np.array(
+                    now_truth = world.truth(spec, world_hour)
+                    feasible = now_truth.feasible(now_truth.metrics(np.array(
                         [[float(a.values[p]) for p in spec.parameter_names] for a in dist.arms])))
+                    predicted = (dist.diagnostics or {}).get("arms") or {}
                     arms = [
                         {"arm_id": a.arm_id, "values": dict(a.values), "weight": a.weight,
-                         "members": served.get((version, a.arm_id), {}).get("members", 0), "feasible": bool(ok)}
+                         "members": served.get((version, a.arm_id), {}).get("members", 0), "feasible": bool(ok),
+                         "p_feasible": _probability(predicted.get(a.arm_id), "p_feasible"),
+                         "p_best": _probability(predicted.get(a.arm_id), "p_best")}
                         for a, ok in zip(dist.arms, feasible, strict=True)
                     ]
+                    risk = (dist.diagnostics or {}).get("risk")
                     t4 = time.perf_counter()
                     record = refit_experiment(store, namespace, spec.name, now=t_start + HOUR_S, policy=policy,
                                               options=options)
@@ -426,6 +508,7 @@ def run_closed_loop(
                         refit=_refit_summary(record),
                         seconds={"serve": t1 - t0, "simulate": t2 - t1, "observe": t3 - t2, "judge": t4 - t3,
                                  "refit": t5 - t4},
+                        world_hour=world_hour, risk=dict(risk) if isinstance(risk, Mapping) else None,
                     )
                     records.append(hour_record)
                     if bar is not None:
@@ -441,10 +524,26 @@ def run_closed_loop(
                 bar.close()
             store.close()
     control = dict(zip(world.metric_names, truth.control.tolist(), strict=True))
-    optimum_doc = {"arm_id": optimum.arm_id, "values": dict(optimum.values), "objective": optimum.objective,
-                   "relative": dict(optimum.relative), "metrics": dict(optimum.metrics)}
-    return LoopResult(config=config, spec=spec, optimum=optimum_doc, control=control, hours=records,
-                      wall_s=time.perf_counter() - started, final_version=final_version)
+    shift = None
+    if world.config.shift_hour is not None:
+        after = world.config.shift_hour
+        shift = {"world_hour": after, "optimum": _optimum_doc(world.best_feasible(spec, after)),
+                 "control": dict(zip(world.metric_names, world.truth(spec, after).control.tolist(), strict=True))}
+    return LoopResult(config=config, spec=spec, optimum=_optimum_doc(optimum), control=control, hours=records,
+                      wall_s=time.perf_counter() - started, final_version=final_version, shift=shift)
+
+
+def _optimum_doc(optimum: Any) -> dict[str, Any]:
+    return {"arm_id": optimum.arm_id, "values": dict(optimum.values), "objective": optimum.objective,
+            "relative": dict(optimum.relative), "metrics": dict(optimum.metrics)}
+
+
+def _probability(arm: Any, key: str) -> float | None:
+    """``arm[key]`` of an arm's diagnostics as a float, or None when it is missing or not a number."""
+    if not isinstance(arm, Mapping):
+        return None
+    value = arm.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def with_overrides(config: LoopConfig, **changes: Any) -> LoopConfig:

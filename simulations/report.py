@@ -14,7 +14,20 @@ Summary of one run (:func:`summarize`), every number judged by the world's true 
   is the same for every policy), ``worst_hour_unsafe_pct`` is the worst single hour after launch;
 - ``hours_to_1pct``: the first hour whose served mix is within 1% of the best feasible arm's objective
   (hours of data it took; ``inf`` when never), ``hours_to_1pct_stable``: the first hour from which every
-  later hour is within 1%.
+  later hour is within 1%;
+- ``regret_floor_pct_h``: what the control share alone costs over the run (serving control at the spec's
+  ``control_share`` and the best feasible arm to everyone else), in the same units as the cumulative regret,
+  and ``regret_over_floor``, their ratio;
+- ``final_best_lift_pct``: the best feasible arm's lift in the last hour (after a shift: the new best's);
+- ``shift_step`` and ``hours_to_recover_1pct`` (worlds with a ranker release): the first hour of the new world,
+  and how many hours after it the served mix first got back within 1% of the new best (0: it never left;
+  ``inf``: never);
+- ``calibration``: one ``[p_feasible, truly feasible (0/1), weight, hour]`` per non-control arm and hour whose
+  served version gave the arm a ``p_feasible`` (see :func:`simulations.study.reliability_table`);
+- ``risk_expected_unsafe_mean`` / ``_max``: the policy's own reported budget use,
+  ``diagnostics["risk"]["expected_unsafe_share"]``, over the hours that report it (None when none do).
+
+Every hour is judged against the world in force then (after a shift, the new one).
 """
 
 from __future__ import annotations
@@ -61,6 +74,9 @@ def hours_frame(result: Any) -> pd.DataFrame:
                                  "cumulative_regret", "cumulative_relative_regret")}
         row.update(h["metrics"])
         row["control_share"] = sum(a["weight"] for a in arms if a["arm_id"] == "control")
+        risk = h.get("risk") or {}
+        used = risk.get("expected_unsafe_share") if isinstance(risk, Mapping) else None
+        row["risk_expected_unsafe_share"] = float(used) if isinstance(used, (int, float)) else float("nan")
         row["refit_status"] = h["refit"]["status"]
         row["refit_s"] = h["refit"]["seconds"]
         rows.append(row)
@@ -73,9 +89,14 @@ def summarize(result: Any) -> dict[str, Any]:
     frame = hours_frame(doc)
     optimum = doc["optimum"]["objective"]
     members = frame["members"].to_numpy(dtype=float)
-    # the gap to the best feasible arm as a share of its objective: regret / (optimum * tod), and
-    # relative_regret = regret / (control * tod), both at daily level times the same time-of-day factor
-    gap = frame["relative_regret"] * _control_level(doc) / abs(optimum)
+    if "gap" in frame:  # recorded per hour, against the best feasible arm of the world in force then
+        gap = frame["gap"]
+    else:  # older runs: regret / (optimum * tod), with relative_regret = regret / (control * tod)
+        gap = frame["relative_regret"] * _control_level(doc) / abs(optimum)
+    if "floor_relative_regret" in frame:
+        floor = 100 * float(frame["floor_relative_regret"].sum())
+    else:
+        floor = _regret_floor(doc) * len(frame)
     within = (gap <= WITHIN).to_numpy()
     first = int(np.argmax(within)) if within.any() else math.inf
     stable = math.inf
@@ -83,21 +104,37 @@ def summarize(result: Any) -> dict[str, Any]:
         bad = np.flatnonzero(~within)
         stable = int(bad[-1] + 1) if len(bad) else 0
     after = frame["step"] >= 1
+    shift_step, recover = None, None
+    if "regime" in frame and (frame["regime"] > 0).any():
+        shift_step = int(np.argmax((frame["regime"] > 0).to_numpy()))
+        back = np.flatnonzero(within[shift_step:])
+        recover = float(back[0]) if len(back) else math.inf
+    used = frame["risk_expected_unsafe_share"].to_numpy(dtype=float)
+    used = used[np.isfinite(used)]
+    cumulative = float(100 * frame["relative_regret"].sum())
     last = doc["hours"][-1]
     top = max((a for a in last["arms"] if a["arm_id"] != "control"), key=lambda a: a["weight"], default=None)
+    config = doc["config"]
     return {
-        "policy": doc["config"]["policy"],
-        "seed": doc["config"]["seed"],
+        "policy": config["policy"],
+        "variant": config.get("variant"),
+        "seed": config["seed"],
+        "stream": config.get("stream", 0),
+        "policy_seed": doc["spec"]["policy"]["seed"],
         "hours": len(frame),
         "members": int(members.sum()),
         "wall_s": doc.get("wall_s"),
         "refit_s_mean": float(frame["refit_s"].mean()),
         "published": int((frame["refit_status"] == "published").sum()),
         "final_version": doc.get("final_version"),
-        "cumulative_regret_pct_h": float(100 * frame["relative_regret"].sum()),
+        "cumulative_regret_pct_h": cumulative,
+        "regret_floor_pct_h": floor,
+        "regret_over_floor": cumulative / floor if floor > 0 else float("nan"),
         "lost_per_1000": float(1000 * (frame["regret"] * members).sum() / max(members.sum(), 1.0)),
         "final_lift_pct": float(100 * frame["objective_relative"].iloc[-1]),
         "best_feasible_lift_pct": float(100 * doc["optimum"]["relative"][_objective_metric(doc)]),
+        "final_best_lift_pct": float(100 * frame["best_relative"].iloc[-1]) if "best_relative" in frame
+        else float(100 * doc["optimum"]["relative"][_objective_metric(doc)]),
         "top_arm": None if top is None else top["values"],
         "top_arm_lift_pct": None if top is None else float(100 * _true_lift(doc, top["values"])),
         "top_arm_feasible": None if top is None else bool(top["feasible"]),
@@ -109,7 +146,24 @@ def summarize(result: Any) -> dict[str, Any]:
         "max_unsafe_share_bound_pct": float(100 * doc["spec"]["policy"]["max_unsafe_share"]),
         "hours_to_1pct": float(first),
         "hours_to_1pct_stable": float(stable),
+        "shift_step": shift_step,
+        "hours_to_recover_1pct": recover,
+        "risk_expected_unsafe_mean": float(used.mean()) if len(used) else None,
+        "risk_expected_unsafe_max": float(used.max()) if len(used) else None,
+        "calibration": calibration_pairs(doc),
     }
+
+
+def calibration_pairs(result: Any) -> list[list[float]]:
+    """``[p_feasible, truly feasible (1.0/0.0), weight, step]`` for every non-control arm of every hour whose
+    served version gave it a ``p_feasible`` (control is feasible by construction and left out)."""
+    out = []
+    for h in _run_doc(result)["hours"]:
+        for a in h["arms"]:
+            p = a.get("p_feasible")
+            if a["arm_id"] != "control" and p is not None:
+                out.append([float(p), 1.0 if a["feasible"] else 0.0, float(a["weight"]), int(h["step"])])
+    return out
 
 
 def _regret_floor(doc: Mapping[str, Any]) -> float:
@@ -127,12 +181,14 @@ def _control_level(doc: Mapping[str, Any]) -> float:
 
 
 def _true_lift(doc: Mapping[str, Any], values: Mapping[str, float]) -> float:
+    """True objective lift of ``values`` against control in the world of the run's last hour."""
     from simulations.loop import build_world
 
     world = build_world(_config(doc))
-    metric = _objective_metric(doc)
-    level = world.expected(values)[metric]
-    return (level - doc["control"][metric]) / abs(doc["control"][metric])
+    regime = world.regime(doc["hours"][-1].get("world_hour"))
+    M = world.expected_metrics(world.points([values, doc["spec"]["control"]]), regime=regime)
+    j = world.metric_names.index(_objective_metric(doc))
+    return float((M[0, j] - M[1, j]) / abs(M[1, j]))
 
 
 def _config(doc: Mapping[str, Any]) -> Any:
@@ -409,7 +465,7 @@ def write_study_report(docs: Sequence[Mapping[str, Any]], out_dir: str | Path, *
     }
     paths["table_md"].write_text(md + note)
     table.to_csv(paths["table_csv"], index=False)
-    study_frame(summaries).to_csv(paths["summaries"], index=False)
+    study_frame(summaries).drop(columns=["calibration"], errors="ignore").to_csv(paths["summaries"], index=False)
     _dump({"command": command, "table": table.to_dict(orient="records"), "runs": summaries}, paths["study"])
     return paths
 

@@ -11,10 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.config import DEFAULT_HOME, Environment
-
-#: Kept for callers that name it; the embedded server's directory when ``BAYESOPT_HOME`` is unset.
-DEFAULT_STATE_DIR = DEFAULT_HOME
+from serving.config import Environment
 
 
 @dataclass(frozen=True)

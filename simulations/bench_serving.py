@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- orchestration ---------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from jobs.launch import launch_experiment
+    from param_store.launch import launch_experiment
     from param_store import EmbeddedRedis, ParamStore
 
     with EmbeddedRedis() as redis_server, tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:

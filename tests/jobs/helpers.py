@@ -17,7 +17,7 @@ from bayesopt.distribution import CONTROL_ARM_ID, Arm
 from bayesopt.errors import ModelFitError
 from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
-from jobs.launch import launch_experiment
+from param_store.launch import launch_experiment
 from param_store import ParamStore
 from tests.factories import spec_dict
 

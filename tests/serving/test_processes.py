@@ -48,7 +48,7 @@ def wait_ready(proc: subprocess.Popen, url: str) -> None:
         try:
             if requests.get(f"{url}/v1/ready", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still importing
             pass
         time.sleep(0.1)
     raise AssertionError("bayesopt serve did not become ready")

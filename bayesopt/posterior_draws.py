@@ -14,11 +14,11 @@ at ``c N (F + n)`` per block. Each block draws a fresh feature map: random featu
 and the update is linear in the prior draw, so the mixture over maps has exactly the posterior covariance,
 while one map alone misstates posterior variances by up to ~20% where data are dense. BoTorch's
 ``draw_matheron_paths`` computes the same thing but broadcasts the ``n x n`` factor over the sample batch, which
-is an order of magnitude slower.
+is much slower (docs/modelling.md has the measured comparison).
 
 :func:`make_sampler` picks exact when ``N <= EXACT_COST_RATIO (F + n)``: it has no approximation, and per unit of
-arithmetic it ran ~1.6x faster than pathwise in the benchmark (one large product per block instead of features
-and three smaller products).
+arithmetic it is the cheaper of the two (one large product per block instead of features and three smaller
+products; the ratio was chosen from the modelling benchmark, see docs/modelling.md).
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ Coupled mode
     State: none per member. It needs the versions of the current block, which the worker cache holds anyway
     (the last up to ``2 * horizon`` activations), and per step a precomputed stay table and residual CDF
     (``O(k)`` memory, built once per snapshot). Recomputation per request: ``i - b + 1 <= horizon`` hashes and
-    table look-ups, one to two microseconds each; with the default horizon of 24 (a day of hourly refits) at
-    most 30-50 microseconds (20,000-33,000 draws/s measured), half that on average, against ~4 in epoch mode.
+    table look-ups; with the default horizon of 24 (a day of hourly refits) at most 24 steps, half that on
+    average, against one in epoch mode (docs/serving.md has the measured draw rates).
 
 Glossary: ``k`` arms of a version, ``i`` activation index, ``b`` block anchor, ``p``/``q`` consecutive weights.
 """

@@ -1,5 +1,8 @@
 """``bayesopt simulate``: closed-loop runs of any policies and seeds, and the multi-seed table.
 
+``bayesopt simulate --study`` runs issue 12's study instead: per world variant (``--variant``), policies x world
+seeds x sampler streams, every policy paired with ``gp``, the goals as pass/fail rows (``simulations/study.py``).
+
 Each run drives the real system (its own embedded Redis, the serving app over HTTP, the refit job) through a
 synthetic ranking world; see ``simulations/loop.py`` and ``docs/closed_loop.md``. Heavy imports (simulations,
 torch) happen inside the handler: building the CLI parser stays light.
@@ -19,6 +22,18 @@ from jobs.settings import Settings
 
 #: Kept in step with ``simulations.loop.POLICY_NAMES`` (not imported here: the parser must stay light).
 POLICIES = ("gp", "gp_loose", "utility", "uniform", "ab_grid", "arm_ts", "ax")
+#: Kept in step with ``simulations.world.WORLD_VARIANTS``.
+VARIANTS = ("base", "scarce", "d4", "d6", "shift")
+
+
+def variant_list(text: str) -> list[str]:
+    """``all`` or a comma-separated list of world variants."""
+    names = list(VARIANTS) if text.strip() == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown variant {', '.join(unknown) or text!r}; choose from "
+                                         f"{', '.join(VARIANTS)} or all")
+    return names
 
 
 def policy_list(text: str) -> list[str]:
@@ -47,18 +62,21 @@ def seed_list(text: str) -> list[int]:
     return list(range(n))
 
 
-def add_loop_arguments(p: argparse.ArgumentParser, *, hours: int, members: float, num_draws: int | None,
-                       num_candidates: int | None) -> None:
-    """Flags shared with ``bayesopt demo``."""
+def add_loop_arguments(p: argparse.ArgumentParser, *, hours: int, members: float | None, num_draws: int | None,
+                       num_candidates: int | None, num_parameters: int | None = 2) -> None:
+    """Flags shared with ``bayesopt demo``; ``members`` and ``num_parameters`` None: the variant's."""
     p.add_argument("--hours", type=int, default=hours, help="simulated hours per run (default %(default)s)")
     p.add_argument("--members-per-hour", type=float, default=members,
-                   help="mean members (sessions) per simulated hour; the time of day swings it +-50%% (default %(default)s)")
+                   help="mean members (sessions) per simulated hour; the time of day swings it +-50%% (default "
+                   + ("%(default)s)" if members is not None else "the variant's: 5,000 for scarce, else 30,000)"))
     p.add_argument("--num-draws", type=int, default=num_draws,
                    help="Thompson draws per refit, spec.policy.num_draws (default %(default)s)")
     p.add_argument("--num-candidates", type=int, default=num_candidates,
                    help="candidate points per refit, spec.policy.num_candidates (default %(default)s)")
     p.add_argument("--max-arms", type=int, default=None, help="spec.policy.max_arms (default: the world spec's 12)")
-    p.add_argument("--num-parameters", type=int, default=2, help="tuned weights of the world (2 to 6, default 2)")
+    p.add_argument("--num-parameters", type=int, default=num_parameters,
+                   help="tuned weights of the world (2 to 6, default " + (f"{num_parameters})" if num_parameters is not None
+                                                                          else "2; a --variant sets its own)"))
     p.add_argument("--out", default=None, help="report folder (default: runs/<UTC timestamp>-<command>)")
 
 
@@ -80,19 +98,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="closed-loop runs through the real store, HTTP app and refit job: any policies and seeds, with a table",
         description="Run closed loops of POLICIES x SEEDS on the synthetic ranking world (each run on its own "
         "embedded Redis and serving app) and write per-run JSON, a multi-seed table (markdown, CSV), a plot and a "
-        "JSON summary. Finished runs found in --out are reused, so an interrupted study resumes.",
+        "JSON summary. Finished runs found in --out are reused, so an interrupted study resumes. With --study: "
+        "per world variant, policies x world seeds x sampler streams, every policy paired with gp on the same "
+        "world seeds (95%% t intervals), the spread across streams, a reliability table of p_feasible and the "
+        "goals of issue 12 as pass/fail rows (study.md, study.json).",
     )
-    p.add_argument("--policy", type=policy_list, default=["gp"],
-                   help=f"policy, comma-separated policies, or all ({', '.join(POLICIES)}; default gp)")
-    p.add_argument("--seeds", type=seed_list, default=[0], help="N (seeds 0..N-1), a-b, or a,b,c (default 1: seed 0)")
-    add_loop_arguments(p, hours=48, members=30000.0, num_draws=1000, num_candidates=256)
+    p.add_argument("--policy", type=policy_list, default=None,
+                   help=f"policy, comma-separated policies, or all ({', '.join(POLICIES)}; default gp, with --study all)")
+    p.add_argument("--seeds", type=seed_list, default=[0],
+                   help="world seeds: N (seeds 0..N-1), a-b, or a,b,c (default 1: seed 0)")
+    p.add_argument("--streams", type=seed_list, default=None,
+                   help="sampler streams (the policy's own draws, spec.policy.seed = seed * 1000 + stream): N, a-b or "
+                   "a,b,c (default 1: stream 0; with --study 2)")
+    p.add_argument("--baseline-streams", type=seed_list, default=None,
+                   help="with --study: streams of every policy but gp (default: --streams); fewer make baselines "
+                   "cheaper, and their comparison is then paired on world seeds")
+    p.add_argument("--variant", type=variant_list, default=None,
+                   help=f"world variant(s): {', '.join(VARIANTS)}, comma-separated, or all (default: none, the world "
+                   "of --num-parameters and --members-per-hour; with --study base); several need --study")
+    p.add_argument("--study", action="store_true",
+                   help="issue 12's study design: paired comparisons with gp, spread across streams, goals")
+    add_loop_arguments(p, hours=48, members=None, num_draws=1000, num_candidates=256, num_parameters=None)
     p.add_argument("--ax-max-trials", type=int, default=None,
                    help="arms Ax suggests per hour (default: max_arms - 1); fewer makes the ax baseline faster")
     p.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (default 1)")
-    p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default CPUs / workers)")
+    p.add_argument("--threads-per-worker", type=int, default=None,
+                   help="torch threads per worker (default CPUs / workers; with --study 1)")
     p.add_argument("--plots-per-run", action="store_true", help="also write each run's own plots (always with one run)")
     add_json_flag(p, "the study summary (study.json)")
     p.set_defaults(handler=cmd_simulate)
+
+
+def _usage(message: str) -> int:
+    print(f"bayesopt simulate: error: {message}", file=sys.stderr)
+    return ExitCode.USAGE
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -102,20 +141,42 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from simulations.study import run_path, run_study
 
     out = Path(args.out) if args.out else default_out("simulate")
-    base = LoopConfig(hours=args.hours, members_per_hour=args.members_per_hour, num_parameters=args.num_parameters,
-                      policy_overrides=policy_overrides(args),
-                      baseline_options={"ax": {"max_trials": args.ax_max_trials}} if args.ax_max_trials else {})
     command = "bayesopt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["simulate"] else ""
-    print(f"{len(args.policy)} policies x {len(args.seeds)} seeds, {args.hours} h, ~{args.members_per_hour:g} "
-          f"members/h -> {out}", file=sys.stderr if args.json else sys.stdout, flush=True)
-    paths = run_study(base, args.policy, args.seeds, out, workers=args.workers,
+    baseline_options = {"ax": {"max_trials": args.ax_max_trials}} if args.ax_max_trials else {}
+    if args.study:
+        return _cmd_study(args, out, command, baseline_options)
+    policies = args.policy or ["gp"]
+    streams = args.streams or [0]
+    variants = args.variant or [None]
+    if len(variants) > 1:
+        return _usage("several --variant values need --study")
+    if args.baseline_streams is not None:
+        return _usage("--baseline-streams needs --study")
+    fields = {"hours": args.hours, "policy_overrides": policy_overrides(args), "baseline_options": baseline_options}
+    try:
+        if variants[0] is not None:
+            if args.members_per_hour is not None:
+                fields["members_per_hour"] = args.members_per_hour
+            base = LoopConfig.for_variant(variants[0], **fields)
+            if args.num_parameters not in (None, base.num_parameters):
+                return _usage(f"variant {base.variant} has {base.num_parameters} parameters, not {args.num_parameters}")
+        else:
+            base = LoopConfig(members_per_hour=args.members_per_hour or 30000.0, num_parameters=args.num_parameters or 2,
+                              **fields)
+    except ValueError as exc:
+        return _usage(str(exc))
+    print(f"{len(policies)} policies x {len(args.seeds)} seeds x {len(streams)} streams, {args.hours} h, "
+          f"~{base.members_per_hour:g} members/h" + (f", variant {base.variant}" if base.variant else "") + f" -> {out}",
+          file=sys.stderr if args.json else sys.stdout, flush=True)
+    paths = run_study(base, policies, args.seeds, out, streams=streams, workers=args.workers,
                       threads_per_worker=args.threads_per_worker, command=command)
-    if args.plots_per_run or len(args.policy) * len(args.seeds) == 1:
-        for policy in args.policy:
+    if args.plots_per_run or len(policies) * len(args.seeds) * len(streams) == 1:
+        for policy in policies:
             for seed in args.seeds:
-                path = run_path(out, policy, seed)
-                if path.exists():
-                    write_run_report(json.loads(path.read_text()), out / "runs" / f"{policy}-seed{seed}")
+                for stream in streams:
+                    path = run_path(out, policy, seed, stream)
+                    if path.exists():
+                        write_run_report(json.loads(path.read_text()), path.with_suffix(""))
     failed = (out / "failures.txt").exists()
     if args.json:
         print_json(json.loads(paths["study"].read_text()))
@@ -123,3 +184,32 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         print(paths["table_md"].read_text())
         print(f"report: {out} (table.md, table.csv, study.json, study.png, runs/)")
     return ExitCode.FAILURE if failed else ExitCode.OK
+
+
+def _cmd_study(args: argparse.Namespace, out: Path, command: str, baseline_options: dict) -> int:
+    """``--study``: the variant study of ``simulations.study.run_variant_study``; prints study.md."""
+    from simulations.study import StudyDesign, run_variant_study
+
+    if args.num_parameters is not None:
+        return _usage("--study takes its worlds from --variant (d4 and d6 set 4 and 6 parameters), not --num-parameters")
+    try:
+        design = StudyDesign(
+            variants=tuple(args.variant or ["base"]), policies=tuple(args.policy or POLICIES),
+            seeds=tuple(args.seeds), streams=tuple(args.streams or [0, 1]),
+            baseline_streams=None if args.baseline_streams is None else tuple(args.baseline_streams),
+            hours=args.hours, members_per_hour=args.members_per_hour, policy_overrides=policy_overrides(args),
+            baseline_options=baseline_options,
+        )
+    except ValueError as exc:
+        return _usage(str(exc))
+    runs = len(design.configs())
+    print(f"study: {', '.join(design.variants)} x {len(design.policies)} policies x {len(design.seeds)} world seeds, "
+          f"{runs} runs of {args.hours} h -> {out}", file=sys.stderr if args.json else sys.stdout, flush=True)
+    result = run_variant_study(design, out, workers=args.workers, threads_per_worker=args.threads_per_worker or 1,
+                               command=command)
+    if args.json:
+        print_json(result["analysis"])
+    else:
+        print(result["table_md"].read_text())
+        print(f"report: {out} (study.md, study.json, study-<variant>.png, runs/<variant>/)")
+    return ExitCode.FAILURE if result["failures"] else ExitCode.OK

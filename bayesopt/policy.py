@@ -6,7 +6,7 @@
 - :mod:`bayesopt.gp`: one GP per metric with known noise, warm-started;
 - :mod:`bayesopt.candidates`: lattice candidates (known arms, neighbours of the best, Sobol fill);
 - :mod:`bayesopt.thompson` (with :mod:`bayesopt.posterior_draws`, :mod:`bayesopt.selection`): joint draws and winners;
-- :mod:`bayesopt.allocation`: arm cap, control share, safety cap;
+- :mod:`bayesopt.allocation`: merging under the arm cap, control share, risk budget;
 - :mod:`bayesopt.diagnostics`: per-arm predictions.
 
 Import this module explicitly (``import bayesopt.policy``); ``bayesopt`` itself never loads torch. The refit

@@ -21,7 +21,7 @@ PROBLEM_REASONS = frozenset({Reason.INVALID_DATA, Reason.FIT_FAILED, Reason.INVA
 
 def _common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``refit`` and ``scheduler``."""
-    p.add_argument("--policy", default=DEFAULT_POLICY, help="the policy as 'module:function' (default %(default)s)")
+    p.add_argument("--policy", default=DEFAULT_POLICY, help="the policy as 'module:Name', a RefitPolicy object or class (default %(default)s)")
     p.add_argument("--period-seconds", type=int, default=None,
                    help="fixed periods of this many seconds instead of each spec's cron (accelerated runs, tests)")
     p.add_argument("--activation-delay", type=float, default=DEFAULT_ACTIVATION_DELAY_S,

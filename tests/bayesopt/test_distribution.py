@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bayesopt import Arm, DistributionValidationError, ParameterDistribution, normalize_weights
 from bayesopt.lattice import parse_arm_id, to_unit
-from bayesopt.launch_design import LAUNCH_PRIOR_RISK, initial_distribution
+from bayesopt.launch_design import launch_prior_risk, initial_distribution
 from tests.factories import make_distribution, make_spec
 
 DATA = Path(__file__).parent.parent / "data"
@@ -110,7 +110,7 @@ def test_initial_design_is_on_the_lattice_around_control_and_deterministic() -> 
     spec = make_spec(policy={"initial_arms": 8, "initial_radius": 0.25, "grid_levels": 33})
     dist = initial_distribution(spec, now=0.0)
     assert dist == initial_distribution(spec, now=0.0)
-    explore = min(1 - spec.traffic.control_share, spec.policy.max_unsafe_share / LAUNCH_PRIOR_RISK)
+    explore = min(1 - spec.traffic.control_share, spec.policy.max_unsafe_share / launch_prior_risk(spec))
     assert dist.control_arm.weight == pytest.approx(1 - explore)
     center = to_unit(spec, spec.control)
     others = [a for a in dist.arms if a.arm_id != "control"]

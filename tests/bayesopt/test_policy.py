@@ -32,7 +32,7 @@ from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import fit_models
 from bayesopt.lattice import parse_arm_id
-from bayesopt.launch_design import LAUNCH_PRIOR_RISK
+from bayesopt.launch_design import launch_prior_risk
 from bayesopt.policy import GPPolicy
 from bayesopt.pooling import pool
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, non_control, simulate, unit_of
@@ -88,7 +88,7 @@ def test_empty_table_gives_the_space_filling_launch_design() -> None:
     quadrants = {(u[0] >= 0.5, u[1] >= 0.5) for u in units}
     assert len(quadrants) == 4
     # The first version keeps the risk budget under the launch prior: arms share max_unsafe_share / prior risk.
-    explore = min(1 - spec.traffic.control_share, spec.policy.max_unsafe_share / LAUNCH_PRIOR_RISK)
+    explore = min(1 - spec.traffic.control_share, spec.policy.max_unsafe_share / launch_prior_risk(spec))
     assert dist.control_arm.weight == pytest.approx(1 - explore)
     assert dist.diagnostics["risk"]["expected_unsafe_share"] <= spec.policy.max_unsafe_share + 1e-12
 

@@ -44,11 +44,11 @@ from linear_operator.operators import DenseLinearOperator
 from scipy.stats import qmc
 
 from bayesopt.candidates import build_candidates
-from bayesopt.observation_table import observation_table
 from bayesopt.device import DTYPE, as_tensor, default_device, seeded
 from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.gp import exact_linalg, fit_models, model_state
 from bayesopt.lattice import lattice_arm, to_unit
+from bayesopt.observation_table import observation_table
 from bayesopt.pooling import pool
 from bayesopt.spec import ExperimentSpec
 from bayesopt.thompson import make_problem, metric_scale, thompson_sample

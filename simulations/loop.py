@@ -3,7 +3,7 @@
 One run (:func:`run_closed_loop`) does, for a world, a spec and a policy:
 
 1. start a private embedded Redis (or use ``redis_url``), launch the world's spec into the store
-   (:func:`jobs.launch.launch_experiment`, version 1 = the launch design) and start the Flask app in a werkzeug
+   (:func:`param_store.launch.launch_experiment`, version 1 = the launch design) and start the Flask app in a werkzeug
    server thread on ``127.0.0.1:<free port>``;
 2. for every simulated hour ``h`` (the clock starts at :data:`DEFAULT_START`, midnight UTC):
 
@@ -20,9 +20,9 @@ One run (:func:`run_closed_loop`) does, for a world, a spec and a policy:
      until the server's cache has it (publish announcement, or its poll).
 
 Policies: ``gp`` (our constrained Thompson sampling) and ``utility`` (the LinkedIn-style utility) run the
-refit job's own default policy, ``bayesopt.policy.propose``, with ``spec.policy.method`` set in the launched
-spec; the other baselines of :data:`simulations.baselines.POLICIES` are wrapped in :class:`BaselineRefitPolicy`,
-which the refit job calls like ``bayesopt.policy.propose``.
+refit job's own default policy, ``bayesopt.policy.GPPolicy``, with ``spec.policy.method`` set in the launched
+spec; the other baselines of :data:`simulations.baselines.POLICIES` are :class:`bayesopt.proposal.RefitPolicy`
+objects too, handed to the refit job as they are.
 
 Seeds: ``config.seed`` is the *world* seed: it builds the world (population, ranker, best arm), draws each
 hour's members and their outcomes; ``config.stream`` is the sampler stream: the policy's own random draws
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesopt.distribution import ParameterDistribution
+from bayesopt.proposal import RefitPolicy
 from bayesopt.spec import ExperimentSpec
 from simulations.metrics import HourMetrics, served_metrics
 from simulations.world import RankingWorld, make_world, world_variant
@@ -53,7 +53,7 @@ from simulations.world import RankingWorld, make_world, world_variant
 #: The simulated clock starts at 2024-01-01 00:00 UTC, so hour ``h`` of the run is hour ``h % 24`` of the day.
 DEFAULT_START = 1_704_067_200.0
 HOUR_S = 3600.0
-#: Policies run through the refit job's own ``bayesopt.policy.propose`` (with ``spec.policy.method`` set).
+#: Policies run through the refit job's own ``bayesopt.policy.GPPolicy`` (with ``spec.policy.method`` set).
 GP_METHODS = {"gp": "constrained_ts", "utility": "utility_ts"}
 #: Named variants of a policy: (the policy, ``spec.policy`` fields it sets). ``gp_loose`` is our policy with the
 #: safety cap's earlier default threshold (0.5), kept to show why the default became 0.9.
@@ -205,47 +205,20 @@ def build_spec(world: RankingWorld, config: LoopConfig) -> ExperimentSpec:
 
 
 # -- policies for the refit job ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BaselineProposal:
-    """What the refit job reads from a policy's answer (the shape of ``bayesopt.policy.Proposal``)."""
+def refit_policy(name: str, **options: Any) -> RefitPolicy | str:
+    """The policy argument of ``refit_experiment`` for policy ``name`` (a variant runs its base policy).
 
-    distribution: ParameterDistribution
-    model_state: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
-    num_observations: int = 0
-
-
-class BaselineRefitPolicy:
-    """A :class:`~simulations.baselines.ProposalPolicy` as the refit job's policy callable.
-
-    The refit job calls ``policy(spec, table, *, version, previous, seed, warm_start, now)``; baselines keep
-    their own state (fixed grids, arm sets) in the instance, so one instance serves one whole run.
+    ``gp`` and ``utility`` are the refit job's own default policy (their method is in the launched spec); a
+    baseline is one instance for the whole run, since it keeps state (fixed grids, arm sets) between hours.
     """
-
-    def __init__(self, name: str, **options: Any) -> None:
-        from simulations.baselines import make_policy
-
-        self.name = name
-        self.policy = make_policy(name, **options)
-
-    def __call__(
-        self, spec: ExperimentSpec, table: Any, *, version: int, previous: ParameterDistribution | None, seed: int,
-        warm_start: Any = None, now: float,
-    ) -> BaselineProposal:
-        t0 = time.perf_counter()
-        dist = self.policy.propose(spec, table, version=version, previous=previous, seed=seed, now=now)
-        seconds = time.perf_counter() - t0
-        return BaselineProposal(dist, {}, {"total": seconds}, 0 if table is None else len(table))
-
-
-def refit_policy(name: str, **options: Any) -> Callable[..., Any] | str:
-    """The policy argument of ``refit_experiment`` for policy ``name`` (a variant runs its base policy)."""
     base = VARIANTS.get(name, (name, {}))[0]
     if base in GP_METHODS:
-        from jobs.refit import DEFAULT_POLICY
+        from jobs.propose import DEFAULT_POLICY
 
         return DEFAULT_POLICY
-    return BaselineRefitPolicy(base, **options)
+    from simulations.baselines import make_policy
+
+    return make_policy(base, **options)
 
 
 # -- the serving app in a thread -----------------------------------------------------------------------------------
@@ -422,7 +395,7 @@ def run_closed_loop(
     """
     import uuid
 
-    from jobs.launch import launch_experiment
+    from param_store.launch import launch_experiment
     from jobs.refit import RefitOptions, refit_experiment
     from param_store import ParamStore, make_client
     from serving import ServingClient

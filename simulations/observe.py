@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from bayesopt.observation_table import empty_stats, observation_table
 from bayesopt.distribution import ParameterDistribution
+from bayesopt.observation_table import empty_stats, observation_table
 from bayesopt.observations import STAT_COLUMNS
 from bayesopt.spec import ExperimentSpec
 from simulations.world import RankingWorld

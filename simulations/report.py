@@ -25,7 +25,8 @@ Summary of one run (:func:`summarize`), every number judged by the world's true 
 - ``calibration``: one ``[p_feasible, truly feasible (0/1), weight, hour]`` per non-control arm and hour whose
   served version gave the arm a ``p_feasible`` (see :func:`simulations.study.reliability_table`);
 - ``risk_expected_unsafe_mean`` / ``_max``: the policy's own reported budget use,
-  ``diagnostics["risk"]["expected_unsafe_share"]``, over the hours that report it (None when none do).
+  ``diagnostics["risk"]["expected_unsafe_share"]``, over the hours after launch that report it (None when none
+  do), and ``risk_launch_expected_unsafe``: the launch design's (hour 0, the same for every policy).
 
 Every hour is judged against the world in force then (after a shift, the new one).
 """
@@ -109,8 +110,8 @@ def summarize(result: Any) -> dict[str, Any]:
         shift_step = int(np.argmax((frame["regime"] > 0).to_numpy()))
         back = np.flatnonzero(within[shift_step:])
         recover = float(back[0]) if len(back) else math.inf
-    used = frame["risk_expected_unsafe_share"].to_numpy(dtype=float)
-    used = used[np.isfinite(used)]
+    reported = frame["risk_expected_unsafe_share"].to_numpy(dtype=float)
+    used = reported[after.to_numpy() & np.isfinite(reported)]
     cumulative = float(100 * frame["relative_regret"].sum())
     last = doc["hours"][-1]
     top = max((a for a in last["arms"] if a["arm_id"] != "control"), key=lambda a: a["weight"], default=None)
@@ -150,6 +151,7 @@ def summarize(result: Any) -> dict[str, Any]:
         "hours_to_recover_1pct": recover,
         "risk_expected_unsafe_mean": float(used.mean()) if len(used) else None,
         "risk_expected_unsafe_max": float(used.max()) if len(used) else None,
+        "risk_launch_expected_unsafe": float(reported[0]) if len(reported) and np.isfinite(reported[0]) else None,
         "calibration": calibration_pairs(doc),
     }
 

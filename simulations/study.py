@@ -251,6 +251,7 @@ class StudyDesign:
         streams: sampler streams of the reference policy (every world seed runs each).
         baseline_streams: sampler streams of every other policy (default: ``streams``); fewer make a baseline
             cheaper and its comparison paired on world seeds.
+        policy_streams: streams of named policies, overriding both (``{"ax": (0,)}``: Ax far behind and slow).
         hours: simulated hours per run.
         members_per_hour: None: each variant's own traffic; a number overrides every variant's (smoke runs).
         policy_overrides, baseline_options: as in :class:`~simulations.loop.LoopConfig`.
@@ -262,6 +263,7 @@ class StudyDesign:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     streams: tuple[int, ...] = (0, 1)
     baseline_streams: tuple[int, ...] | None = None
+    policy_streams: Mapping[str, tuple[int, ...]] | None = None
     hours: int = 48
     members_per_hour: float | None = None
     policy_overrides: Mapping[str, Any] | None = None
@@ -276,10 +278,15 @@ class StudyDesign:
         _check_policies([*self.policies, self.reference])
         if not self.seeds or not self.streams:
             raise ValueError("a study needs at least one world seed and one stream")
+        if any(not v for v in (self.policy_streams or {}).values()):
+            raise ValueError("policy_streams: every policy named needs at least one stream")
+        _check_policies(list(self.policy_streams or {}))
         if self.reference not in self.policies:
             object.__setattr__(self, "policies", (self.reference, *self.policies))
 
     def streams_of(self, policy: str) -> tuple[int, ...]:
+        if policy in (self.policy_streams or {}):
+            return tuple(self.policy_streams[policy])  # type: ignore[index]
         if policy == self.reference or self.baseline_streams is None:
             return tuple(self.streams)
         return tuple(self.baseline_streams)
@@ -509,7 +516,8 @@ def analyse_variant(summaries: Sequence[Mapping[str, Any]], *, reference: str = 
         if policy != reference and reference in by_policy:
             row["vs_reference"] = compare(runs, by_policy[reference])
         pairs = [p for r in runs for p in (r.get("calibration") or [])]
-        row["reliability"] = reliability_table(pairs) if pairs else None
+        # a policy's own claims: the launch design's prior (hour 0) alone makes no table
+        row["reliability"] = reliability_table(pairs) if any(len(p) < 4 or p[3] >= 1 for p in pairs) else None
         rows.append(row)
     goals = evaluate_goals(variant, rows, reference=reference)
     return {"variant": variant, "reference": reference, "policies": [r["policy"] for r in rows], "rows": rows,
@@ -534,7 +542,7 @@ def evaluate_goals(variant: str | None, rows: Sequence[Mapping[str, Any]], *, re
         worst = min(others, key=lambda r: r["vs_reference"]["lower"])
         c = worst["vs_reference"]
         goal(f"{reference} has the lowest mean cumulative regret",
-             f"closest: {worst['policy']} {c['mean']:+.1f} %·h [{c['lower']:+.1f}, {c['upper']:+.1f}] (per {c['unit']})",
+             f"closest: {worst['policy']} {c['mean']:+.1f} %·h [{_bound(c['lower'])}, {_bound(c['upper'])}] (per {c['unit']})",
              "every other policy's paired 95% interval above 0", all(r["vs_reference"]["lower"] > 0 for r in others))
     else:
         goal(f"{reference} has the lowest mean cumulative regret", "no other policy ran", "", None)
@@ -574,6 +582,13 @@ def _fmt(value: Any, decimals: int = 1, *, suffix: str = "") -> str:
     return f"{value:.{decimals}f}{suffix}"
 
 
+def _bound(value: Any) -> str:
+    """One end of an interval: a number, or +-inf when a single pair leaves it open."""
+    if value is None or math.isnan(float(value)):
+        return "–"
+    return f"{float(value):+.1f}" if math.isfinite(float(value)) else ("+inf" if float(value) > 0 else "-inf")
+
+
 def _ranges(values: Sequence[int]) -> str:
     values = sorted(values)
     if values and values == list(range(values[0], values[-1] + 1)) and len(values) > 2:
@@ -602,9 +617,9 @@ def variant_markdown(result: Mapping[str, Any], *, describe: str = "") -> str:
         if c is None:
             delta = by_seed = "(reference)"
         else:
-            delta = f"{c['mean']:+.1f} [{_fmt(c['lower'])}, {_fmt(c['upper'])}]" + (" *" if c["unit"] == "world seed" else "")
+            delta = f"{c['mean']:+.1f} [{_bound(c['lower'])}, {_bound(c['upper'])}]" + (" *" if c["unit"] == "world seed" else "")
             b = c["by_seed"]
-            by_seed = f"{b['mean']:+.1f} [{_fmt(b['lower'])}, {_fmt(b['upper'])}]"
+            by_seed = f"{b['mean']:+.1f} [{_bound(b['lower'])}, {_bound(b['upper'])}]"
             if c["unit"] == "world seed":
                 notes.append(r["policy"])
         spread = r["stream_sd"]
@@ -636,10 +651,12 @@ def variant_markdown(result: Mapping[str, Any], *, describe: str = "") -> str:
     lines.append("Regret / floor: cumulative regret over what the control share alone costs (control at its share, "
                  "the best feasible arm elsewhere). Guardrail-breaking traffic: members-weighted over every hour, "
                  "by the true metrics. Final lift: the last hour's served mix against control, of the best feasible "
-                 "arm's. Reported budget use: the policy's own `diagnostics.risk.expected_unsafe_share`, hourly mean.")
+                 "arm's. Reported budget use: the policy's own `diagnostics.risk.expected_unsafe_share`, mean over the "
+                 "hours after launch (– : the policy reports none).")
     rel = [r for r in rows if r["reliability"]]
     for r in rel:
-        lines += ["", f"Reliability of `p_feasible` ({r['policy']}, non-control arm-hours):", "",
+        lines += ["", f"Reliability of `p_feasible` ({r['policy']}; non-control arm-hours of every served version, "
+                  "the launch design's included):", "",
                   "| p_feasible | arm-hours | mean predicted | truly feasible | truly feasible (traffic-weighted) |",
                   "| --- | ---: | ---: | ---: | ---: |"]
         for b in r["reliability"]:
@@ -664,9 +681,11 @@ def study_markdown(analysis: Mapping[str, Any]) -> str:
     if analysis.get("command"):
         lines += [f"Command: `{analysis['command']}`", ""]
     members = "each variant's own traffic" if design["members_per_hour"] is None else f"~{design['members_per_hour']:g} members an hour"
+    own = design.get("policy_streams") or {}
     lines.append(f"{design['hours']} simulated hours per run, {members}; world seeds {_ranges(design['seeds'])}; "
                  f"sampler streams {_ranges(streams)} for {ref}"
                  + (f", {_ranges(base_streams)} for every other policy" if base_streams is not None else "")
+                 + "".join(f", {_ranges(v)} for {p}" for p, v in own.items())
                  + ". A world seed fixes the world, its traffic and outcome draws; a stream fixes the policy's own "
                  "draws (`spec.policy.seed = seed * 1000 + stream`).")
     if analysis.get("failures"):

@@ -62,6 +62,14 @@ def seed_list(text: str) -> list[int]:
     return list(range(n))
 
 
+def policy_streams(text: str) -> tuple[str, list[int]]:
+    """``POLICY=STREAMS``: one policy's sampler streams (``N``, ``a-b`` or ``a,b,c``)."""
+    name, sep, streams = text.partition("=")
+    if not sep or name.strip() not in POLICIES:
+        raise argparse.ArgumentTypeError(f"give POLICY=STREAMS with POLICY one of {', '.join(POLICIES)}; got {text!r}")
+    return name.strip(), seed_list(streams)
+
+
 def add_loop_arguments(p: argparse.ArgumentParser, *, hours: int, members: float | None, num_draws: int | None,
                        num_candidates: int | None, num_parameters: int | None = 2) -> None:
     """Flags shared with ``bayesopt demo``; ``members`` and ``num_parameters`` None: the variant's."""
@@ -113,6 +121,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline-streams", type=seed_list, default=None,
                    help="with --study: streams of every policy but gp (default: --streams); fewer make baselines "
                    "cheaper, and their comparison is then paired on world seeds")
+    p.add_argument("--streams-of", type=policy_streams, action="append", default=[], metavar="POLICY=STREAMS",
+                   help="with --study: one policy's streams, over --streams/--baseline-streams (repeatable; "
+                   "e.g. ax=1 for a slow baseline far behind)")
     p.add_argument("--variant", type=variant_list, default=None,
                    help=f"world variant(s): {', '.join(VARIANTS)}, comma-separated, or all (default: none, the world "
                    "of --num-parameters and --members-per-hour; with --study base); several need --study")
@@ -150,8 +161,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     variants = args.variant or [None]
     if len(variants) > 1:
         return _usage("several --variant values need --study")
-    if args.baseline_streams is not None:
-        return _usage("--baseline-streams needs --study")
+    if args.baseline_streams is not None or args.streams_of:
+        return _usage("--baseline-streams and --streams-of need --study")
     fields = {"hours": args.hours, "policy_overrides": policy_overrides(args), "baseline_options": baseline_options}
     try:
         if variants[0] is not None:
@@ -197,6 +208,7 @@ def _cmd_study(args: argparse.Namespace, out: Path, command: str, baseline_optio
             variants=tuple(args.variant or ["base"]), policies=tuple(args.policy or POLICIES),
             seeds=tuple(args.seeds), streams=tuple(args.streams or [0, 1]),
             baseline_streams=None if args.baseline_streams is None else tuple(args.baseline_streams),
+            policy_streams={name: tuple(streams) for name, streams in args.streams_of} or None,
             hours=args.hours, members_per_hour=args.members_per_hour, policy_overrides=policy_overrides(args),
             baseline_options=baseline_options,
         )

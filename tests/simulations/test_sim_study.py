@@ -143,6 +143,20 @@ def test_goals_are_judged_for_the_reference() -> None:
     assert goal["passed"] is False and "slowest never" in goal["value"]
 
 
+def test_the_design_gives_each_policy_its_streams() -> None:
+    design = StudyDesign(variants=("base", "shift"), policies=("uniform", "arm_ts", "ax"), seeds=(0, 1), streams=(0, 1, 2),
+                         baseline_streams=(0, 1), policy_streams={"ax": (0,)}, hours=4)
+    assert design.policies[0] == "gp"  # the reference is always run
+    assert [design.streams_of(p) for p in ("gp", "uniform", "arm_ts", "ax")] == [(0, 1, 2), (0, 1), (0, 1), (0,)]
+    configs = design.configs()
+    assert len(configs) == 2 * 2 * (3 + 2 + 2 + 1)
+    assert {(c.variant, c.members_per_hour, c.hours) for c in configs} == {("base", 30_000, 4), ("shift", 30_000, 4)}
+    with pytest.raises(ValueError, match="unknown world variant"):
+        StudyDesign(variants=("d5",))
+    with pytest.raises(ValueError, match="unknown policies"):
+        StudyDesign(policy_streams={"nope": (0,)})
+
+
 # -- end to end ------------------------------------------------------------------------------------------------------
 def test_a_small_study_writes_json_and_tables_and_resumes_from_its_cache(tmp_path) -> None:
     design = StudyDesign(variants=("base",), policies=("uniform", "ab_grid"), seeds=(0,), streams=(0,), hours=2,

@@ -185,7 +185,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         for policy in policies:
             for seed in args.seeds:
                 for stream in streams:
-                    path = run_path(out, policy, seed, stream)
+                    path = run_path(out, policy, seed, stream, base.variant)
                     if path.exists():
                         write_run_report(json.loads(path.read_text()), path.with_suffix(""))
     failed = (out / "failures.txt").exists()

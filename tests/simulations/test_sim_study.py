@@ -204,3 +204,15 @@ def test_the_study_flag_of_simulate(tmp_path, capsys) -> None:
     assert gp["policy"] == "gp" and gp["runs"] == 2 and gp["stream_sd"] is not None
     assert cli_main(["simulate", "--variant", "base,d4", "--out", str(out)]) == 2
     assert "need --study" in capsys.readouterr().err
+
+
+def test_simulate_runs_a_variant_and_plots_its_single_run(tmp_path, capsys) -> None:
+    out = tmp_path / "one"
+    code = cli_main(["simulate", "--variant", "scarce", "--policy", "uniform", "--hours", "2", "--members-per-hour",
+                     "200", "--max-arms", "6", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    run = out / "runs" / "scarce" / "uniform-seed0-stream0"
+    assert json.loads(run.with_suffix(".json").read_text())["config"]["variant"] == "scarce"
+    assert (run / "summary.json").exists() and (run / "traffic.png").stat().st_size > 0
+    assert cli_main(["simulate", "--variant", "d4", "--num-parameters", "2", "--out", str(out)]) == 2
+    assert "variant d4 has 4 parameters" in capsys.readouterr().err

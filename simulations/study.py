@@ -183,7 +183,7 @@ def run_configs(
     elif (out / "failures.txt").exists():  # an earlier piece's failures, run again now
         (out / "failures.txt").unlink()
     docs = []
-    for c, p in zip(configs, paths, strict=True):
+    for p in paths:
         if p.exists():
             doc = json.loads(p.read_text())
             if "summary" not in doc:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 from botorch.models import SingleTaskGP
+from scipy.stats import norm
 
 from bayesopt.allocation import Allocation, allocate
 from bayesopt.candidates import Candidates, build_candidates
@@ -36,8 +36,8 @@ from bayesopt.lattice import from_unit, indices_to_unit, parse_arm_id, snap, to_
 from bayesopt.launch_design import initial_proposal
 from bayesopt.pooling import PooledData, modelled_metrics, pool
 from bayesopt.proposal import Proposal
-from bayesopt.spec import ExperimentSpec
 from bayesopt.selection import guard_threshold
+from bayesopt.spec import ExperimentSpec
 from bayesopt.thompson import SamplingResult, thompson_sample
 
 #: Observed arms per objective around which lattice neighbours join the candidates.

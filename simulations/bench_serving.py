@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- orchestration ---------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from param_store.launch import launch_experiment
     from param_store import EmbeddedRedis, ParamStore
+    from param_store.launch import launch_experiment
 
     with EmbeddedRedis() as redis_server, tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         store = ParamStore(redis_server.client(), namespace=NAMESPACE)

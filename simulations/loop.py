@@ -395,9 +395,9 @@ def run_closed_loop(
     """
     import uuid
 
-    from param_store.launch import launch_experiment
     from jobs.refit import RefitOptions, refit_experiment
     from param_store import ParamStore, make_client
+    from param_store.launch import launch_experiment
     from serving import ServingClient
 
     started = time.perf_counter()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bayesopt import Arm, DistributionValidationError, ParameterDistribution, normalize_weights
 from bayesopt.lattice import parse_arm_id, to_unit
-from bayesopt.launch_design import launch_prior_risk, initial_distribution
+from bayesopt.launch_design import initial_distribution, launch_prior_risk
 from tests.factories import make_distribution, make_spec
 
 DATA = Path(__file__).parent.parent / "data"

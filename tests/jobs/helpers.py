@@ -17,8 +17,8 @@ from bayesopt.distribution import CONTROL_ARM_ID, Arm
 from bayesopt.errors import ModelFitError
 from bayesopt.proposal import Proposal
 from bayesopt.spec import ExperimentSpec
-from param_store.launch import launch_experiment
 from param_store import ParamStore
+from param_store.launch import launch_experiment
 from tests.factories import spec_dict
 
 

@@ -36,6 +36,20 @@ def test_versions_advance_every_hour_and_the_server_serves_each(gp_run) -> None:
         assert store.load_version("loop_gp", h.version).valid_from == h.time
 
 
+def test_every_published_version_keeps_the_risk_budget_and_control_its_share(gp_run) -> None:
+    """The launch design included: the expected unsafe share, recomputed from the stored record itself, never
+    exceeds max_unsafe_share, and control never gets less than its configured share."""
+    result, store = gp_run
+    spec = store.load_spec("loop_gp")
+    for version in range(1, result.final_version + 1):
+        dist = store.load_version("loop_gp", version)
+        arms = dist.diagnostics["arms"]
+        expected = sum(a.weight * (1 - arms[a.arm_id]["p_feasible"]) for a in dist.arms if a.arm_id != "control")
+        assert expected <= spec.policy.max_unsafe_share + 1e-9, (version, expected)
+        assert dist.diagnostics["risk"]["expected_unsafe_share"] == pytest.approx(expected, abs=1e-6)
+        assert dist.control_arm.weight >= spec.traffic.control_share - 1e-12
+
+
 def test_stored_observations_add_up_to_the_members_served(gp_run) -> None:
     result, store = gp_run
     stats = store.observations("loop_gp")

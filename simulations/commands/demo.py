@@ -28,6 +28,20 @@ DEMO_DRAWS = 1000
 DEMO_CANDIDATES = 256
 
 
+#: Printed after the table: what a person should look for in the figures.
+WHAT_TO_NOTICE = """What to look for:
+- regret.png: regret per hour (left, with the dotted floor that serving control at its fixed share costs even
+  when everything else is on the best arm) and cumulated (right). A policy that learns brings its hourly
+  regret down towards the floor; one that does not stays high.
+- traffic.png: where traffic went, on the true feasibility map. {policy} starts next to control (the launch
+  design explores only what the risk budget allows before any data) and widens from there as its guardrail
+  models become confident; the right panel is the share on truly guardrail-breaking arms against the
+  {budget:g}% budget (max_unsafe_share) that every published version keeps in expectation.
+- metrics.png: the objective's lift and each guardrail against control, hour by hour, with the limits drawn in:
+  the guardrail lines should stay above their limits while the objective climbs.
+The table's columns say the same in numbers; docs/closed_loop.md has the multi-seed study."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``demo`` to the ``bayesopt`` subcommands."""
     p = sub.add_parser(
@@ -97,4 +111,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print()
     print(f"report: {out}/ (summary.json, hours.csv, regret.png, metrics.png, traffic.png"
           f"{', ' + ', '.join(f'{c}/' for c in compare) if compare else ''}); {wall:.0f} s")
+    print()
+    print(WHAT_TO_NOTICE.format(budget=s["max_unsafe_share_bound_pct"], policy=args.policy))
     return ExitCode.OK

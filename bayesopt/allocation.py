@@ -17,6 +17,11 @@ Steps, in order:
    so traffic leaves the arms that cost most risk for the probability of being best they carry, and stays
    with the ones that cost least. Only when even the safest kept arm costs too much does the rest go to
    control (never capped: it is what every member would get without the experiment).
+4. **Concentration cap.** The budget bounds the mean; one arm with a 14% risk carrying 36% of traffic meets it
+   and still puts 36% of an hour's members on a broken arm one hour in seven. Arms whose own risk exceeds
+   ``max_unsafe_share`` may hold at most :data:`WORST_HOUR_FACTOR` times it together, so whatever breaks
+   among them costs at most that; their excess goes to the individually safe arms (in proportion), else to
+   control. This only lowers the expected unsafe share.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ MERGE_STEPS = 2
 TILT_ITERATIONS = 60
 #: Largest tilt tried, in units of ``1 / (max risk - min risk)``: ``exp(-50)`` is zero for serving purposes.
 MAX_TILT = 50.0
+#: Arms individually riskier than the budget share at most this many budgets of traffic: the worst hour's
+#: traffic on broken arms stays within it whichever of them break.
+WORST_HOUR_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class Allocation:
         risk_after: expected unsafe share served, ``sum_a weights_a (1 - p_feasible_a)``.
         tilt: the ``lam`` of the tilt (0 when the budget did not bind).
         moved_to_control: traffic the budget moved to control because no kept arm was safe enough.
+        risky_share: traffic on arms individually riskier than the budget (at most ``WORST_HOUR_FACTOR`` budgets).
     """
 
     index: np.ndarray
@@ -58,6 +67,7 @@ class Allocation:
     risk_after: float
     tilt: float
     moved_to_control: float
+    risky_share: float = 0.0
 
 
 def merge_winners(wins: np.ndarray, grid: np.ndarray, max_arms: int, *, steps: int = MERGE_STEPS) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -142,6 +152,35 @@ def risk_budget(weights: np.ndarray, risk: np.ndarray, budget: float) -> tuple[n
     return np.concatenate([[w[0]], explore * tilted(hi)]), hi, 0.0
 
 
+def concentration_cap(weights: np.ndarray, risk: np.ndarray, budget: float) -> tuple[np.ndarray, float]:
+    """Cap the total weight of arms whose own risk exceeds ``budget`` at ``WORST_HOUR_FACTOR * budget``.
+
+    Args:
+        weights: ``k`` weights, control first (never capped).
+        risk: ``k`` probabilities of breaking a guardrail.
+        budget: ``max_unsafe_share``.
+
+    Returns:
+        New weights ``k`` and the weight moved to control (when no individually safe arm could take it).
+    """
+    w = np.asarray(weights, dtype=float).copy()
+    risky = np.asarray(risk, dtype=float) > budget
+    risky[0] = False
+    cap = WORST_HOUR_FACTOR * budget
+    total = float(w[risky].sum())
+    if total <= cap:
+        return w, 0.0
+    excess = total - cap
+    w[risky] *= cap / total
+    safe = ~risky
+    safe[0] = False
+    if w[safe].sum() > 0:
+        w[safe] += excess * w[safe] / w[safe].sum()
+        return w, 0.0
+    w[0] += excess
+    return w, excess
+
+
 def allocate(spec: ExperimentSpec, wins: np.ndarray, grid: np.ndarray, p_feasible: np.ndarray) -> Allocation:
     """Serving weights from TS ``wins`` (``N``, control at 0), lattice ``grid`` (``N x d``) and ``p_feasible`` (``N``)."""
     policy = spec.policy
@@ -152,7 +191,11 @@ def allocate(spec: ExperimentSpec, wins: np.ndarray, grid: np.ndarray, p_feasibl
     before = float(weights @ risk)
     if spec.guardrails:
         weights, tilt, to_control = risk_budget(weights, risk, policy.max_unsafe_share)
+        weights, capped_to_control = concentration_cap(weights, risk, policy.max_unsafe_share)
+        to_control += capped_to_control
     else:
         tilt, to_control = 0.0, 0.0
     keep = (weights > 0) | (np.arange(len(index)) == 0)
-    return Allocation(index[keep], weights[keep], merged, unrepresented, before, float(weights @ risk), tilt, to_control)
+    risky = float(weights[1:][risk[1:] > policy.max_unsafe_share].sum())
+    return Allocation(index[keep], weights[keep], merged, unrepresented, before, float(weights @ risk), tilt, to_control,
+                      risky)

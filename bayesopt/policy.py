@@ -179,6 +179,7 @@ def proposed_arms(
             "before_budget": alloc.risk_before,
             "tilt": alloc.tilt,
             "moved_to_control": alloc.moved_to_control,
+            "individually_risky_share": alloc.risky_share,
         },
         "arm_cap": {"max_arms": spec.policy.max_arms, "merged_mass": alloc.merged_mass,
                     "unrepresented_mass": alloc.unrepresented_mass},

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bayesopt.allocation import allocate, merge_winners, risk_budget, split_traffic
+from bayesopt.allocation import WORST_HOUR_FACTOR, allocate, concentration_cap, merge_winners, risk_budget, split_traffic
 from bayesopt.device import DTYPE, default_device, seeded
 from bayesopt.errors import ModelFitError
 from bayesopt.gp import fit_model, model_state, warm_entry
@@ -115,6 +115,18 @@ def test_the_risk_budget_tilts_towards_cheap_risk_and_reaches_control_last() -> 
     assert out[1:] @ np.array([0.9, 0.7]) == pytest.approx(0.05) and to_control == pytest.approx(out[0] - 0.2)
 
 
+def test_individually_risky_arms_share_at_most_twice_the_budget() -> None:
+    """One arm at 14% risk with 36% of traffic meets a 5% expected budget (0.36 * 0.137 = 0.049) but breaks
+    for 36% of members one hour in seven: capped at 10%, its excess goes to the safe arm, not to control."""
+    weights = np.array([0.2, 0.36, 0.44])
+    risk = np.array([0.0, 0.137, 0.01])
+    out, to_control = concentration_cap(weights, risk, budget=0.05)
+    assert out[1] == pytest.approx(WORST_HOUR_FACTOR * 0.05) and out[2] == pytest.approx(0.44 + 0.26)
+    assert out[0] == pytest.approx(0.2) and to_control == 0.0
+    out, to_control = concentration_cap(np.array([0.2, 0.8]), np.array([0.0, 0.3]), budget=0.05)
+    assert out.tolist() == pytest.approx([0.9, 0.1]) and to_control == pytest.approx(0.7)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_no_allocation_exceeds_the_budget_and_control_is_never_capped(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -126,6 +138,9 @@ def test_no_allocation_exceeds_the_budget_and_control_is_never_capped(seed: int)
     alloc = allocate(spec, wins, grid, p_feasible)
     assert alloc.weights @ (1 - p_feasible[alloc.index]) - alloc.weights[0] * (1 - p_feasible[0]) <= 0.05 + 1e-9
     assert alloc.risk_after <= 0.05 + 1e-9
+    risky = (1 - p_feasible[alloc.index]) > 0.05
+    risky[0] = False
+    assert alloc.weights[risky].sum() <= WORST_HOUR_FACTOR * 0.05 + 1e-9
     assert alloc.weights[0] >= spec.traffic.control_share - 1e-12 and alloc.index[0] == 0
     assert len(alloc.index) <= spec.policy.max_arms and alloc.weights.sum() == pytest.approx(1.0)
 

@@ -92,10 +92,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def exit_code_for(exc: BaseException) -> ExitCode | None:
     """The exit code of an error a command may raise, or None for an unexpected one (a bug)."""
     from bayesopt.errors import ValidationError
+    from jobs.errors import PolicyNotFoundError
     from param_store.errors import StoreError
     from serving.errors import ServingConfigError
 
-    if isinstance(exc, (ValidationError, ServingConfigError)):
+    if isinstance(exc, (ValidationError, ServingConfigError, PolicyNotFoundError)):
         return ExitCode.USAGE
     if isinstance(exc, StoreError):
         # lookups (unknown experiment or version) and refusals (exists, bad transition, bad rows) are input

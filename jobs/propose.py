@@ -35,7 +35,10 @@ def resolve_policy(policy: PolicyRef | None) -> RefitPolicy:
     module_name, _, attr = (policy or DEFAULT_POLICY).partition(":")
     if not attr:
         raise PolicyNotFoundError(f"policy: should look like 'package.module:Name', got {policy!r}")
-    found = getattr(importlib.import_module(module_name), attr)
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise PolicyNotFoundError(f"policy: cannot load {policy!r} ({type(exc).__name__}: {exc})") from exc
     obj = found() if inspect.isclass(found) else found
     if not isinstance(obj, RefitPolicy):
         raise PolicyNotFoundError(f"policy: {policy!r} does not implement RefitPolicy (a `name` and a `propose` method)")

@@ -87,6 +87,10 @@ def cmd_refit(args: argparse.Namespace, settings: Settings) -> int:
         print("bayesopt: error: refit: give an experiment NAME or --all", file=sys.stderr)
         return ExitCode.USAGE
     options = _options(args, once_per_period=False, force=args.force)
+    if not args.all:  # a bad --policy is bad input (exit 2), not a failed run; the refit imports it anyway
+        from jobs.propose import resolve_policy
+
+        resolve_policy(args.policy)
     if args.all:
         from jobs.pool import RefitPool, bounded_workers
         from param_store import ExperimentState

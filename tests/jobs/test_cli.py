@@ -209,3 +209,13 @@ def test_the_cli_never_names_simulations_and_production_commands_never_load_it(
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(redis_server.url, namespace),
                             capture_output=True, text=True, timeout=120)
     assert result.stderr.strip() == "0 False", result.stderr
+
+
+@pytest.mark.parametrize("policy", ["nope", "no_such_module:Thing", "tests.jobs.helpers:NoSuchPolicy",
+                                    "tests.jobs.helpers:launch"])
+def test_a_bad_policy_reference_is_bad_input(store: ParamStore, capsys: pytest.CaptureFixture, policy: str) -> None:
+    launch(store)
+    assert main(["refit", "feed", "--policy", policy]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bayesopt: error: policy: ") and "Traceback" not in err
+    assert store.runs("feed") == []  # refused before any run, nothing recorded

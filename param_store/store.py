@@ -34,6 +34,8 @@ from param_store.state import ExperimentState, check_transition
 if TYPE_CHECKING:
     import pandas as pd
 
+#: Slack on ``sum_sq <= count`` for a rate's pre-aggregated rows (mean and standard error rebuilt into sums).
+RATE_TOLERANCE = 1e-9
 #: Refit run records kept per experiment (newest first); older ones are trimmed.
 MAX_RUN_RECORDS = 500
 
@@ -282,6 +284,7 @@ class ParamStore:
     def _check_references(self, name: str, stats: list[ObservationStat]) -> None:
         spec = self.load_spec(name)
         metrics = set(spec.metric_names)
+        rates = {m.name for m in spec.metrics if m.kind == "rate"}
         versions = sorted({s.version for s in stats})
         raws = self._redis.mget([self._keys.version(name, v) for v in versions]) if versions else []
         arms_of = {v: None if raw is None else {a["arm_id"] for a in json.loads(raw)["arms"]} for v, raw in zip(versions, raws, strict=True)}
@@ -294,6 +297,10 @@ class ParamStore:
                 problems.append(f"arm_id {s.arm_id!r}: not an arm of {name!r} version {s.version}")
             if s.metric not in metrics:
                 problems.append(f"metric {s.metric!r}: not a metric of {name!r} (declared: {', '.join(sorted(metrics))})")
+            elif s.metric in rates and not (0.0 <= s.sum <= s.count and s.sum_sq <= s.count * (1 + RATE_TOLERANCE)):
+                problems.append(f"metric {s.metric!r} (version {s.version}, arm {s.arm_id!r}): a rate's outcomes lie in "
+                                f"[0, 1], so 0 <= sum <= count and sum_sq <= count; got count {s.count:g}, sum "
+                                f"{s.sum:g}, sum_sq {s.sum_sq:g}")
         if problems:
             raise ObservationRejectedError(sorted(set(problems)))
 

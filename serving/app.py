@@ -98,7 +98,12 @@ def handle_error(exc: Exception) -> Response:
             (status, code), message = match, str(exc)
     if status >= 500 and status != 503:
         log.error("%s %s -> %d %s: %s", request.method, request.path, status, code, message)
-    return json_response({"error": {"code": code, "message": message, "problems": problems or [message]}}, status=status)
+    response = json_response({"error": {"code": code, "message": message, "problems": problems or [message]}}, status=status)
+    if isinstance(exc, HTTPException):  # e.g. Allow on a 405: the JSON body must not drop werkzeug's headers
+        for header, value in exc.get_headers():
+            if header.lower() != "content-type":
+                response.headers[header] = value
+    return response
 
 
 class _Instrumented:

@@ -199,3 +199,15 @@ def test_observations_frame_is_empty_with_columns(store: ParamStore) -> None:
     _launched(store)
     frame = store.observations("feed")
     assert isinstance(frame, pd.DataFrame) and frame.empty and "sum_sq" in frame.columns
+
+
+@pytest.mark.parametrize(("count", "total", "total_sq"), [(2, 5.0, 12.5), (2, -6.0, 18.0), (4, 2.0, 4.5)])
+def test_rate_outcomes_outside_zero_one_are_refused_and_nothing_is_stored(store: ParamStore, count, total, total_sq) -> None:
+    """``sessions`` is a rate: a mean of 2.5 or -3, or a sum of squares above the count, is no set of 0/1-ish outcomes."""
+    _launched(store)
+    good = make_rows(1, "arm1", "sessions")[0]
+    bad = {"version": 1, "arm_id": "control", "metric": "sessions", "count": count, "sum": total, "sum_sq": total_sq}
+    with pytest.raises(ObservationRejectedError) as err:
+        store.add_observations("feed", [good, bad])
+    assert any("metric 'sessions' (version 1, arm 'control'): a rate's outcomes lie in [0, 1]" in p for p in err.value.problems)
+    assert store.observations("feed").empty

@@ -259,3 +259,11 @@ def test_openapi_document_covers_every_route(live) -> None:
     assert routes == documented
     refs = re.findall(r'"#/components/schemas/(\w+)"', requests.get(f"{live.base_url}/v1/openapi.json", timeout=5).text)
     assert set(refs) <= set(doc["components"]["schemas"])
+
+
+def test_a_wrong_method_gets_405_json_with_allow(store: ParamStore, live) -> None:
+    launch(store)
+    r = requests.delete(f"{live.base_url}/v1/experiments/feed/params", timeout=5)
+    assert r.status_code == 405 and r.headers["Content-Type"].startswith("application/json")
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET"}
+    assert r.json()["error"]["code"] == "method_not_allowed"

@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from bayesopt.allocation import WORST_HOUR_FACTOR, allocate, concentration_cap, merge_winners, risk_budget, split_traffic
+from bayesopt.allocation import (
+    WORST_HOUR_FACTOR,
+    allocate,
+    concentration_cap,
+    merge_winners,
+    risk_budget,
+    split_traffic,
+)
 from bayesopt.device import DTYPE, default_device, seeded
 from bayesopt.errors import ModelFitError
 from bayesopt.gp import fit_model, model_state, warm_entry

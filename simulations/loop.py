@@ -55,8 +55,8 @@ DEFAULT_START = 1_704_067_200.0
 HOUR_S = 3600.0
 #: Policies run through the refit job's own ``bayesopt.policy.GPPolicy`` (with ``spec.policy.method`` set).
 GP_METHODS = {"gp": "constrained_ts", "utility": "utility_ts"}
-#: Named variants of a policy: (the policy, ``spec.policy`` fields it sets). ``gp_loose`` is our policy with the
-#: safety cap's earlier default threshold (0.5), kept to show why the default became 0.9.
+#: Named variants of a policy: (the policy, ``spec.policy`` fields it sets). ``gp_loose`` is our policy with
+#: ``feasibility_threshold`` 0.5: a wider safe region (arms at least 50% likely feasible centre its boxes).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"gp_loose": ("gp", {"feasibility_threshold": 0.5})}
 POLICY_NAMES = ("gp", "gp_loose", "utility", "uniform", "ab_grid", "arm_ts", "ax")
 #: Sampler streams per world seed: ``policy_seed = seed * STREAMS_PER_SEED + stream`` is one-to-one below it.

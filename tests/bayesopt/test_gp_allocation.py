@@ -1,4 +1,4 @@
-"""GP fitting (errors, warm start, JSON state) and the allocation steps (arm cap, control share, safety cap)."""
+"""GP fitting (errors, warm start, JSON state) and the allocation steps (merging, control share, risk budget, cap)."""
 
 from __future__ import annotations
 

@@ -26,24 +26,24 @@ POLICIES = ("gp", "gp_loose", "utility", "uniform", "ab_grid", "arm_ts", "ax")
 VARIANTS = ("base", "scarce", "d4", "d6", "shift")
 
 
+def _names(text: str, known: list[str], what: str) -> list[str]:
+    """``all`` or a comma-separated list of names from ``known``; an unknown one is a usage error naming it."""
+    names = list(known) if text.strip() == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown) or text!r}; choose from "
+                                         f"{', '.join(known)} or all")
+    return names
+
+
 def variant_list(text: str) -> list[str]:
     """``all`` or a comma-separated list of world variants."""
-    names = list(VARIANTS) if text.strip() == "all" else [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown variant {', '.join(unknown) or text!r}; choose from "
-                                         f"{', '.join(VARIANTS)} or all")
-    return names
+    return _names(text, list(VARIANTS), "variant")
 
 
 def policy_list(text: str) -> list[str]:
     """``all`` or a comma-separated list of policy names."""
-    names = list(POLICIES) if text.strip() == "all" else [p.strip() for p in text.split(",") if p.strip()]
-    unknown = [p for p in names if p not in POLICIES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown policy {', '.join(unknown) or text!r}; choose from "
-                                         f"{', '.join(POLICIES)} or all")
-    return names
+    return _names(text, list(POLICIES), "policy")
 
 
 def seed_list(text: str) -> list[int]:

@@ -92,17 +92,17 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def exit_code_for(exc: BaseException) -> ExitCode | None:
     """The exit code of an error a command may raise, or None for an unexpected one (a bug)."""
     from bayesopt.errors import ValidationError
-    from jobs.errors import PolicyNotFoundError
+    from jobs.errors import ExecutorChoiceError, PolicyNotFoundError
     from param_store.errors import StoreError
     from serving.errors import ServingConfigError
 
-    if isinstance(exc, (ValidationError, ServingConfigError, PolicyNotFoundError)):
+    if isinstance(exc, (ValidationError, ServingConfigError, PolicyNotFoundError, ExecutorChoiceError)):
         return ExitCode.USAGE
     if isinstance(exc, StoreError):
         # lookups (unknown experiment or version) and refusals (exists, bad transition, bad rows) are input
         # problems; an unreachable store or an embedded server that will not start are failures
         return ExitCode.USAGE if isinstance(exc, (LookupError, ValueError)) else ExitCode.FAILURE
-    if isinstance(exc, ConnectionError):  # param_store's StoreUnavailableError co-inherits it
+    if isinstance(exc, ConnectionError):  # StoreUnavailableError and ExecutorUnavailableError co-inherit it
         return ExitCode.FAILURE
     return None
 

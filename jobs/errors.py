@@ -9,3 +9,11 @@ class JobsError(Exception):
 
 class PolicyNotFoundError(JobsError, ValueError):
     """A ``--policy`` reference is malformed or names nothing that implements ``RefitPolicy``; fix the name."""
+
+
+class ExecutorChoiceError(JobsError, ValueError):
+    """An ``--executor`` that does not exist, is not installed, or does not take the options given; fix the flags."""
+
+
+class ExecutorUnavailableError(JobsError, ConnectionError):
+    """The chosen executor could not start, or its cluster could not be reached: a failure, not bad input."""

@@ -112,6 +112,21 @@ class RunRecord:
         return text
 
 
+def outcome_table(records: list[RunRecord]) -> str:
+    """A fixed-width table of runs (experiment, outcome, seconds, worker) with a count per outcome below it."""
+    rows = [("experiment", "outcome", "seconds", "worker")]
+    for r in records:
+        outcome = f"{r.status.value} " + (f"v{r.version}" if r.status is RunStatus.PUBLISHED else (r.reason or ""))
+        rows.append((r.experiment, outcome.strip(), f"{r.duration_s:.2f}", r.worker))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    lines.append(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no running experiments")
+    return "\n".join(lines)
+
+
 class RefitStop(JobsError):
     """Raised by a refit stage to end the run with a record: the one way a stage says "stop here".
 

@@ -36,8 +36,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from jobs.executor import RefitExecutor, result_or_failure
 from jobs.periods import Schedule
-from jobs.pool import RefitPool, result_or_failure
+from jobs.pool import RefitPool
 from jobs.propose import PolicyRef
 from jobs.refit import RefitOptions, open_store
 from jobs.runs import Reason, RunRecord, RunStatus
@@ -66,7 +67,8 @@ class RefitScheduler:
     Args:
         target: settings or a Redis URL.
         namespace: the store namespace (None: the settings' own).
-        pool: where refits run (default: a fresh :class:`RefitPool` of ``max_workers``).
+        pool: where refits run, any :class:`~jobs.executor.RefitExecutor` (default: a fresh :class:`RefitPool`
+            of ``max_workers``).
         policy: passed to every refit (a callable must be importable by module and name, to be pickled).
         options: passed to every refit; ``options.period_seconds`` also replaces every cron (accelerated runs).
         sync_seconds: how often to re-read the experiments.
@@ -78,7 +80,7 @@ class RefitScheduler:
         target: Settings | str,
         namespace: str | None = None,
         *,
-        pool: RefitPool | None = None,
+        pool: RefitExecutor | None = None,
         max_workers: int | None = None,
         policy: PolicyRef | None = None,
         options: RefitOptions | None = None,

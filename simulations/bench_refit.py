@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "python": platform.python_version(), "platform": platform.platform()},
     }
-    from jobs.pool import bounded_workers
+    from jobs.executor import bounded_workers
 
     with EmbeddedRedis() as server:
         if "single" not in args.skip:

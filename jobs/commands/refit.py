@@ -10,9 +10,10 @@ import sys
 import threading
 
 from jobs.commands import ExitCode, add_json_flag
+from jobs.executors import EXECUTOR_KINDS
 from jobs.propose import DEFAULT_POLICY
 from jobs.refit import DEFAULT_ACTIVATION_DELAY_S, DEFAULT_LOCK_TTL_S, RefitOptions, refit_experiment
-from jobs.runs import Reason, RunRecord, RunStatus
+from jobs.runs import Reason, RunRecord, RunStatus, outcome_table
 from jobs.settings import Settings
 
 #: Outcomes that need someone to look: :attr:`ExitCode.FAILURE`. Thin data or a busy period are normal and exit 0.
@@ -30,21 +31,29 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="seconds a crashed refit keeps its period locked (default %(default)s)")
 
 
+def _executor_flags(p: argparse.ArgumentParser) -> None:
+    """Where parallel refits run: ``--executor``, ``--address``, ``--workers``, ``--threads-per-worker``."""
+    p.add_argument("--executor", choices=EXECUTOR_KINDS, default="pool",
+                   help="the local process pool (default) or Ray tasks (the 'ray' extra)")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: a running Ray cluster (ray://host:10001); default: start a local one")
+    p.add_argument("--workers", type=int, default=None, help="refits in parallel (default: the CPUs / threads per worker)")
+    p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per refit (default: CPUs / workers)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``refit`` and ``scheduler`` to the ``bayesopt`` subcommands."""
     p = sub.add_parser("refit", help="refit one experiment (or all running ones) now, printing each stage")
     p.add_argument("name", nargs="?", help="experiment name (or give --all)")
-    p.add_argument("--all", action="store_true", help="refit every running experiment, in the process pool")
-    p.add_argument("--workers", type=int, default=None, help="pool size with --all (default: CPU count)")
-    p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default: CPUs / workers)")
+    p.add_argument("--all", action="store_true", help="refit every running experiment in parallel (see --executor)")
+    _executor_flags(p)
     p.add_argument("--force", action="store_true", help="refit even if spec, data and period are unchanged")
     add_json_flag(p, "each run record (one JSON object per line)")
     _common(p)
     p.set_defaults(handler=cmd_refit)
 
     p = sub.add_parser("scheduler", help="refit every running experiment on its cron schedule (run one per replica)")
-    p.add_argument("--workers", type=int, default=None, help="refits in parallel (default: CPU count)")
-    p.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default: CPUs / workers)")
+    _executor_flags(p)
     p.add_argument("--sync-seconds", type=float, default=60.0, help="how often to look for launched/paused experiments")
     p.add_argument("--run-for", type=float, default=None, help="stop after this many seconds (default: until signalled)")
     add_json_flag(p, "each run record (one JSON object per line)")
@@ -92,14 +101,7 @@ def cmd_refit(args: argparse.Namespace, settings: Settings) -> int:
 
         resolve_policy(args.policy)
     if args.all:
-        from jobs.pool import RefitPool, bounded_workers
-        from param_store import ExperimentState
-
-        store = settings.open_store()
-        names = [n for n in store.list_experiments() if store.state(n) is ExperimentState.RUNNING]
-        workers = min(bounded_workers(args.workers), max(1, len(names)))
-        with RefitPool(workers, threads_per_worker=args.threads_per_worker) as pool:
-            records = pool.refit_all(settings, None, names, policy=args.policy, options=options)
+        return _refit_all(args, settings, options)
     else:
         store = settings.open_store()
         try:
@@ -115,6 +117,36 @@ def cmd_refit(args: argparse.Namespace, settings: Settings) -> int:
     return _exit_status(records)
 
 
+def _refit_all(args: argparse.Namespace, settings: Settings, options: RefitOptions) -> int:
+    """Every running experiment on the chosen executor: a line as each finishes, then the outcome table."""
+    from jobs.executor import bounded_workers
+    from jobs.executors import open_executor
+    from param_store import ExperimentState
+
+    store = settings.open_store()
+    try:
+        names = [n for n in store.list_experiments() if store.state(n) is ExperimentState.RUNNING]
+    finally:
+        store.close()
+    workers = min(bounded_workers(args.workers), max(1, len(names))) if args.workers else None
+    with open_executor(args.executor, workers, threads_per_worker=args.threads_per_worker, address=args.address) as executor:
+        if not args.json:
+            print(f"refit {len(names)} running experiments on {executor.kind} "
+                  f"({executor.max_workers} at a time, {executor.threads_per_worker} threads each)", flush=True)
+        on_record = None if args.json else _print_progress
+        records = executor.refit_all(settings, None, names, policy=args.policy, options=options, on_record=on_record)
+    if args.json:
+        for record in records:
+            _print_json_record(record)
+    else:
+        print(outcome_table(records))
+    return _exit_status(records)
+
+
+def _print_progress(record: RunRecord, done: int, total: int) -> None:
+    print(f"[{done}/{total}] {record.summary()}", flush=True)
+
+
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     """Refit on each experiment's cron until signalled (or ``--run-for`` seconds)."""
     from jobs.scheduler import RefitScheduler
@@ -124,16 +156,18 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    from jobs.pool import RefitPool
+    from jobs.executors import open_executor
 
+    executor = open_executor(args.executor, args.workers, threads_per_worker=args.threads_per_worker, address=args.address)
     scheduler = RefitScheduler(
-        settings, None, pool=RefitPool(args.workers, threads_per_worker=args.threads_per_worker),
+        settings, None, pool=executor,
         policy=args.policy, options=_options(args),
         sync_seconds=args.sync_seconds, on_record=_print_json_record if args.json else _print_record,
     )
     scheduler.start()
     if not args.json:
-        print(f"scheduler ready: {len(scheduler.scheduled())} running experiments, {scheduler.pool.max_workers} workers",
+        print(f"scheduler ready: {len(scheduler.scheduled())} running experiments, {scheduler.pool.max_workers} workers "
+              f"({scheduler.pool.kind})",
               flush=True)
     try:
         stop.wait(args.run_for)

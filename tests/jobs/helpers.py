@@ -109,3 +109,13 @@ class SlowPolicy:
         proposal = resolve_policy(POLICY).propose(spec, table, **kwargs)
         time.sleep(float(os.environ.get("REFIT_TEST_SLEEP", "60")))
         return proposal
+
+
+@dataclass(frozen=True)
+class DyingPolicy(StubPolicy):
+    """Kills its own process mid-refit, with the period lock held, as the OOM killer or a lost node would."""
+
+    name: str = "dying"
+
+    def propose(self, spec, table, **kwargs: Any) -> Proposal:
+        os._exit(9)

@@ -79,8 +79,21 @@ def test_refit_all_uses_the_pool_for_running_experiments(store: ParamStore, caps
         observe(store, name)
     store.transition("three", "paused")
     assert main(["refit", "--all", "--workers", "2", *STUB]) == 0
-    out = capsys.readouterr().out
-    assert "one: published version 2" in out and "two: published version 2" in out and "three" not in out
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "refit 2 running experiments on pool (2 at a time, 1 threads each)"
+    progress = sorted(line.split(" ", 1)[1].split(" in ")[0] for line in out[1:3])
+    assert progress == ["one: published version 2", "two: published version 2"]
+    assert [line.split()[:3] for line in out[3:6]] == [
+        ["experiment", "outcome", "seconds"], ["one", "published", "v2"], ["two", "published", "v2"]]
+    assert out[6] == "2 published" and not any("three" in line for line in out)
+
+
+def test_refit_all_refuses_an_address_the_pool_cannot_use(store: ParamStore, capsys: pytest.CaptureFixture) -> None:
+    launch(store)
+    observe(store, "feed")
+    assert main(["refit", "--all", "--executor", "pool", "--address", "ray://head:10001", *STUB]) == ExitCode.USAGE
+    assert capsys.readouterr().err.strip() == "bayesopt: error: --address: only --executor ray takes a cluster address"
+    assert store.current_version("feed") == 1
 
 
 # -- the command line as operators use it: version, exit codes, JSON, pipes, settings, plugins ------------------

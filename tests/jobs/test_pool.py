@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from jobs.pool import MAX_WORKERS_CAP, RefitPool, bounded_workers, refit_many
+from jobs.executor import MAX_WORKERS_CAP, bounded_workers
+from jobs.pool import RefitPool, refit_many
 from jobs.refit import RefitOptions
 from jobs.runs import Reason, RunStatus
 from param_store import EmbeddedRedis, ParamStore

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from param_store.embedded import EmbeddedRedis
@@ -25,15 +26,31 @@ SOCKET_TIMEOUT_S = 10.0
 HEALTH_CHECK_INTERVAL_S = 30
 
 #: The redis-py errors that mean "the server is gone or too slow", translated to :class:`StoreUnavailableError`.
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError)
 #: Dunder methods that talk to Redis and so sit on the boundary too (others, like ``__init__``, do not).
 BOUNDARY_DUNDERS = frozenset({"__enter__", "__exit__"})
 
 C = TypeVar("C", bound=type)
 
 
-def make_client(url: str) -> redis.Redis:
-    """A redis-py client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) with the retry policy."""
+#: URL schemes that select Redis Cluster mode; the rest of the URL is a seed node (password, TLS as usual).
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def make_client(url: str) -> redis.Redis | RedisCluster:
+    """A redis-py client for ``url`` with the retry policy.
+
+    ``redis://``, ``rediss://`` and ``unix://`` give a single-server client; ``redis+cluster://host:port`` (or
+    ``rediss+cluster://``) a :class:`~redis.cluster.RedisCluster` that discovers the other nodes from that one.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in CLUSTER_SCHEMES:
+        return RedisCluster.from_url(
+            f"{CLUSTER_SCHEMES[scheme]}://{rest}",
+            retry=RETRY,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        )
     return redis.Redis.from_url(
         url,
         retry=RETRY,
@@ -41,6 +58,11 @@ def make_client(url: str) -> redis.Redis:
         socket_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
     )
+
+
+def is_cluster(client: redis.Redis | RedisCluster) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (multi-key reads across experiments must then be split)."""
+    return isinstance(client, RedisCluster)
 
 
 def resolve_url(url: str | None, *, state_dir: str | Path, persist: bool = False) -> str:

@@ -19,7 +19,7 @@ from bayesopt.distribution import ParameterDistribution
 from bayesopt.observations import ObservationStat, merge, parse_rows
 from bayesopt.spec import ExperimentSpec
 from param_store import observation_codec, scripts
-from param_store.connection import UNAVAILABLE_ERRORS, make_client, store_boundary
+from param_store.connection import UNAVAILABLE_ERRORS, is_cluster, make_client, store_boundary
 from param_store.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
@@ -62,6 +62,11 @@ class ParamStore:
         self._keys = Keys(namespace)
         self._activate = client.register_script(scripts.ACTIVATE)
         self._set_state_if = client.register_script(scripts.SET_STATE_IF)
+        self._cluster = is_cluster(client)
+
+    def _mget(self, keys: list[str]) -> list[bytes | None]:
+        """``MGET``; on Redis Cluster split by slot (keys of different experiments live on different nodes)."""
+        return self._redis.mget_nonatomic(keys) if self._cluster else self._redis.mget(keys)
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = DEFAULT_NAMESPACE) -> ParamStore:
@@ -151,7 +156,7 @@ class ParamStore:
         names = list(dict.fromkeys(names))
         if not names:
             return {}
-        raws = self._redis.mget([k for n in names for k in (self._keys.state(n), self._keys.spec(n))])
+        raws = self._mget([k for n in names for k in (self._keys.state(n), self._keys.spec(n))])
         out: dict[str, tuple[ExperimentState, ExperimentSpec] | None] = {}
         for i, name in enumerate(names):
             state_raw, spec_raw = raws[2 * i], raws[2 * i + 1]
@@ -215,7 +220,7 @@ class ParamStore:
         names = list(dict.fromkeys(names))
         if not names:
             return {}
-        raws = self._redis.mget([self._keys.current(n) for n in names])
+        raws = self._mget([self._keys.current(n) for n in names])
         return {n: None if raw is None else int(raw) for n, raw in zip(names, raws, strict=True)}
 
     def current(self, name: str) -> ParameterDistribution:
@@ -238,7 +243,7 @@ class ParamStore:
         versions = sorted(set(versions))
         if not versions:
             return {}
-        raws = self._redis.mget([self._keys.version(name, v) for v in versions])
+        raws = self._mget([self._keys.version(name, v) for v in versions])
         missing = [v for v, raw in zip(versions, raws, strict=True) if raw is None]
         if missing:
             raise VersionNotFoundError(f"{name!r} has no versions {missing}")
@@ -286,7 +291,7 @@ class ParamStore:
         metrics = set(spec.metric_names)
         rates = {m.name for m in spec.metrics if m.kind == "rate"}
         versions = sorted({s.version for s in stats})
-        raws = self._redis.mget([self._keys.version(name, v) for v in versions]) if versions else []
+        raws = self._mget([self._keys.version(name, v) for v in versions]) if versions else []
         arms_of = {v: None if raw is None else {a["arm_id"] for a in json.loads(raw)["arms"]} for v, raw in zip(versions, raws, strict=True)}
         problems = []
         for s in stats:

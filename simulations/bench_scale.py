@@ -1,0 +1,181 @@
+"""Scale-out benchmark: many refits through each executor, and one refit's cost as history grows to 30 days.
+
+``bayesopt bench scale [--experiments N] [--days D] [--skip ray] [--out PATH]`` writes JSON
+(default ``bench-results/scale.json``). Two measurements, through the production path
+(:func:`jobs.refit.refit_experiment` against a real embedded Redis, the real policy), on the refit benchmark's
+pool-sized experiments (3 metrics, 6 parameters, 100 lattice arms served over each day, 512 candidates, 1,000
+draws; ``simulations.bench_refit.History``):
+
+1. ``executors``: ``experiments`` experiments with a day of hourly windows each, refitted cold for the same
+   period one by one in this process (one torch thread), through the process pool and as Ray tasks on a local
+   Ray instance, each after an untimed warm-up; per-experiment refit times (their distribution is what the
+   docs project throughput from), and Ray's own overhead per task, measured with no-op tasks.
+2. ``history``: one experiment refitted (cold, best of ``repeats``) after 1 day and after ``days`` days of
+   hourly windows, with the peak resident memory of this process after each.
+
+Wall-clock figures on a shared machine move with its load: load averages at start and end are recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from param_store import EmbeddedRedis, ParamStore
+from simulations.bench_refit import FULL, HOUR, T0, History, _refit, bench_spec
+
+DEFAULT_OUT = "bench-results/scale.json"
+SIZE = FULL["pool"]  # arms, candidates, draws of one "realistic" experiment
+WARM_UP_EXPERIMENTS = 2
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _distribution(seconds: list[float]) -> dict[str, float]:
+    a = np.asarray(seconds)
+    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "max": float(a.max()), "min": float(a.min())}
+
+
+def _experiments(store: ParamStore, prefix: str, count: int, seed: int) -> list[str]:
+    names = [f"{prefix}-{i:03d}" for i in range(count)]
+    for i, name in enumerate(names):
+        spec = bench_spec(name, candidates=SIZE["candidates"], draws=SIZE["draws"])
+        History(store, spec, SIZE["arms"], seed=seed + i).add_windows(24)
+    return names
+
+
+def _through(executor, url: str, names: list[str], warm: list[str], options) -> tuple[float, float, list]:
+    """(warm-up s, timed s, records) of refitting ``names`` on ``executor`` after ``warm`` untimed."""
+    t = time.perf_counter()
+    executor.warm_up()
+    executor.refit_all(url, "bench", warm, now=T0 + 24 * HOUR, options=options)
+    warm_s = time.perf_counter() - t
+    t = time.perf_counter()
+    records = executor.refit_all(url, "bench", names, now=T0 + 24 * HOUR, options=options)
+    return warm_s, time.perf_counter() - t, records
+
+
+def _ray_overhead_s(executor, tasks: int = 200) -> float:
+    """Seconds per no-op Ray task, submitted and awaited in a batch like refits (scheduling, serialising)."""
+    import ray
+
+    noop = ray.remote(num_cpus=executor.threads_per_worker)(lambda: None)
+    ray.get([noop.remote() for _ in range(executor.max_workers)])
+    t = time.perf_counter()
+    ray.get([noop.remote() for _ in range(tasks)])
+    return (time.perf_counter() - t) * executor.max_workers / tasks
+
+
+def bench_executors(url: str, count: int, workers: int, skip: list[str], log) -> dict[str, Any]:
+    import torch
+
+    from jobs.executors import open_executor
+    from jobs.refit import RefitOptions, refit_experiment
+
+    store = ParamStore.from_url(url, namespace="bench")
+    names = _experiments(store, "exp", count, seed=1000)
+    warm = _experiments(store, "warm", WARM_UP_EXPERIMENTS, seed=9000)
+    log(f"executors: {count} experiments written")
+    options = RefitOptions(activation_delay_s=0.0, force=True)
+    torch.set_num_threads(1)
+    refit_experiment(url, "bench", warm[0], now=T0 + 24 * HOUR, options=options)  # one-off costs: not timed
+    store.clear_model_state(*names)
+    t = time.perf_counter()
+    sequential = [refit_experiment(url, "bench", n, now=T0 + 24 * HOUR, options=options) for n in names]
+    sequential_s = time.perf_counter() - t
+    log(f"executors: one by one {sequential_s:.1f} s")
+    out: dict[str, Any] = {
+        "experiments": count, "size": {**SIZE, "metrics": 3, "parameters": 6, "windows": 24},
+        "one_by_one": {"wall_s": sequential_s, "refit_s": _distribution([r.duration_s for r in sequential]),
+                       "statuses": dict(Counter(r.status.value for r in sequential))},
+    }
+    for kind in ("pool", "ray"):
+        if kind in skip:
+            continue
+        store.clear_model_state(*names)
+        with open_executor(kind, workers, threads_per_worker=1) as executor:
+            warm_s, wall_s, records = _through(executor, url, names, warm, options)
+            entry = {"workers": executor.max_workers, "threads_per_worker": executor.threads_per_worker,
+                     "warm_up_s": warm_s, "wall_s": wall_s, "speedup_over_one_by_one": sequential_s / wall_s,
+                     "refit_s": _distribution([r.duration_s for r in records]),
+                     "statuses": dict(Counter(r.status.value for r in records))}
+            if kind == "ray":
+                entry["overhead_per_task_s"] = _ray_overhead_s(executor)
+        out[kind] = entry
+        log(f"executors: {kind} {wall_s:.1f} s ({entry['speedup_over_one_by_one']:.2f}x one by one), warm-up {warm_s:.1f} s")
+    return out
+
+
+def bench_history(url: str, days: int, repeats: int, log) -> dict[str, Any]:
+    store = ParamStore.from_url(url, namespace="bench")
+    [warm] = _experiments(store, "history-warm-up", 1, seed=8)
+    _refit(url, "bench", warm, T0 + 24 * HOUR, 1)  # the process's first fit pays one-off costs: not timed
+    spec = bench_spec("history", candidates=SIZE["candidates"], draws=SIZE["draws"])
+    history = History(store, spec, SIZE["arms"], seed=7)
+    out: dict[str, Any] = {"size": {**SIZE, "metrics": 3, "parameters": 6}, "repeats": repeats}
+    for label, day in (("day_1", 1), (f"day_{days}", days)):
+        history.add_windows(day * 24 - history.windows)
+        result = _refit(url, "bench", spec.name, T0 + history.windows * HOUR, repeats)
+        result["windows"], result["peak_rss_mb"] = history.windows, _peak_rss_mb()
+        out[label] = result
+        log(f"history: {label} ({history.windows} windows, {result['rows']} rows) refit {result['total_s']:.2f} s, "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    last = out[f"day_{days}"]
+    out["last_over_first"] = last["total_s"] / out["day_1"]["total_s"]
+    out["last_within_1_5x_of_first"] = out["last_over_first"] <= 1.5
+    out["rss_growth_mb"] = last["peak_rss_mb"] - out["day_1"]["peak_rss_mb"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bayesopt bench scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path (default %(default)s)")
+    parser.add_argument("--experiments", type=int, default=200, help="experiments refitted by each executor")
+    parser.add_argument("--days", type=int, default=30, help="days of hourly history for the last refit")
+    parser.add_argument("--repeats", type=int, default=3, help="refits per history measurement (best is kept)")
+    parser.add_argument("--workers", type=int, default=None, help="pool and Ray workers (default: CPU count)")
+    parser.add_argument("--skip", choices=("executors", "history", "pool", "ray"), action="append", default=[],
+                        help="leave a part out")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from jobs.executor import bounded_workers
+
+    def log(msg: str) -> None:
+        print(f"[bench scale] {msg}", flush=True)
+
+    result: dict[str, Any] = {
+        "benchmark": "scale", "started_at": time.time(), "load_average_at_start": os.getloadavg(),
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "argv": argv or [],
+    }
+    with EmbeddedRedis() as server:
+        if "history" not in args.skip:
+            result["history"] = bench_history(server.url, args.days, args.repeats, log)
+        if "executors" not in args.skip:
+            result["executors"] = bench_executors(server.url, args.experiments, bounded_workers(args.workers),
+                                                  args.skip, log)
+    result["load_average_at_end"] = os.getloadavg()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True))
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

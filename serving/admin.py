@@ -13,8 +13,9 @@ from flask import Blueprint, Response
 
 from param_store import ExperimentState, ParamStore
 from param_store.launch import launch_experiment  # light: the design (scipy) loads inside, at a launch
+from serving.auth import ADMIN, requires
 from serving.errors import BadRequestError
-from serving.http import context, json_response, read_json_object, require_admin
+from serving.http import context, json_response, read_json_object
 
 blueprint = Blueprint("admin", __name__, url_prefix="/v1/experiments")
 
@@ -60,8 +61,8 @@ def status_document(store: ParamStore, name: str, *, serving: Any) -> dict[str, 
 
 
 @blueprint.post("")
+@requires(ADMIN)
 def launch() -> Response:
-    require_admin()
     ctx = context()
 
     dist = launch_experiment(ctx.store, read_json_object())
@@ -71,8 +72,8 @@ def launch() -> Response:
 
 
 @blueprint.post("/<name>/rollback")
+@requires(ADMIN)
 def rollback(name: str) -> Response:
-    require_admin()
     ctx = context()
     version = read_json_object().get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -83,8 +84,8 @@ def rollback(name: str) -> Response:
 
 
 def _transition_view(target: ExperimentState):
+    @requires(ADMIN)
     def view(name: str) -> Response:
-        require_admin()
         ctx = context()
         state = ctx.store.transition(name, target)
         ctx.cache.load(name, trigger="admin")

@@ -73,6 +73,11 @@ class EmbeddedRedis:
         return self.state_dir / SOCKET_NAME
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id, if this object started it (operators' and fault tests' handle)."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def url(self) -> str:
         """A redis-py URL for this server (``unix://...``)."""
         return f"unix://{self.socket_path}"

@@ -11,10 +11,11 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from bayesopt.errors import ObservationValidationError
+from param_store import ExperimentNotFoundError
 from serving.assignment import Assignment, ServingSnapshot, canonical_member_id
 from serving.auth import INGEST, requires
 from serving.cache import Staleness
-from serving.errors import BadRequestError, BatchTooLargeError
+from serving.errors import BadRequestError, BatchTooLargeError, ServiceUnavailableError
 from serving.http import context, json_response, query_params, read_json_object, request_time
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1/experiments")
@@ -135,7 +136,7 @@ def _marked(response: Response, staleness: Staleness | None) -> Response:
 @requires(INGEST)
 def observations(name: str) -> Response:
     ctx = context()
-    ctx.cache.get(name)  # 404 for an unknown experiment before looking at the rows
+    held = ctx.cache.get(name)  # 404 for an unknown experiment before looking at the rows
     doc = read_json_object()
     unknown = sorted(set(doc) - BATCH_FIELDS)
     if unknown:
@@ -145,7 +146,15 @@ def observations(name: str) -> Response:
     if not isinstance(rows, list):
         raise ObservationValidationError(f"rows: must be a list of observation rows, got {type(rows).__name__}")
     batch_id = _batch_id(request.headers.get(IDEMPOTENCY_HEADER), doc.get("batch_id"))
-    result = ctx.store.add_batch(name, rows, batch_id=batch_id)
+    try:
+        result = ctx.store.add_batch(name, rows, batch_id=batch_id)
+    except ExperimentNotFoundError:
+        if not held.distributions:
+            raise
+        ctx.cache.report_missing(name)
+        # the worker serves it but the store lost it: keep the rows at the client until an operator restores it
+        raise ServiceUnavailableError(f"experiment {name!r} is missing from the store (an operator must restore it); "
+                                      "retry this batch later", code="store_lost_experiment") from None
     if not result.duplicate:
         ctx.metrics.observation_rows.labels(name).inc(result.accepted)
     return json_response({"experiment": name, "accepted": result.accepted, "duplicate": result.duplicate,

@@ -7,6 +7,7 @@ a 4xx status for the caller's mistakes and 5xx for ours (details of a 500 go to 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,30 @@ log = logging.getLogger(__name__)
 SERVING_RETRIES = 1
 #: What a client is told when the store cannot be reached (the details, host and port included, go to the log).
 STORE_UNAVAILABLE_MESSAGE = "the parameter store is unavailable; retry later"
+
+#: During an outage every write fails alike: one log line per this many seconds says so, with a count.
+OUTAGE_LOG_INTERVAL_S = 10.0
+
+
+class _ThrottledLog:
+    """At most one warning per ``interval_s``; the next one says how many were held back."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float) -> None:
+        self.logger, self.interval_s = logger, interval_s
+        self._next, self._held, self._lock = 0.0, 0, threading.Lock()
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held += 1
+                return
+            held, self._held, self._next = self._held, 0, now + self.interval_s
+        suffix = f" (and {held} more like it in the last {self.interval_s:.0f} s)" if held else ""
+        self.logger.warning(message + suffix, *args)
+
+
+_OUTAGE_LOG = _ThrottledLog(log, OUTAGE_LOG_INTERVAL_S)
 
 #: (exception class, HTTP status, error code), first match wins; ServingError and HTTPException carry their own.
 ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
@@ -106,7 +131,7 @@ def handle_error(exc: Exception) -> Response:
             log.exception("unhandled error on %s %s", request.method, request.path)
             status, code, message, problems = 500, "internal_error", "internal server error (see the server log)", []
         elif isinstance(exc, StoreUnavailableError):
-            log.warning("%s %s -> 503: %s", request.method, request.path, exc)
+            _OUTAGE_LOG.warning("%s %s -> 503: %s", request.method, request.path, exc)
             (status, code), message, problems = match, STORE_UNAVAILABLE_MESSAGE, []
         else:
             (status, code), message = match, str(exc)

@@ -163,6 +163,11 @@ class DistributionCache:
             self.listener(name, snapshot, trigger)
         return snapshot
 
+    def report_missing(self, name: str) -> None:
+        """A write found ``name`` missing from the store while this worker serves it: alarm now, keep serving."""
+        if name in self._snapshots:
+            self._raise_alarm(name, MISSING_FROM_STORE)
+
     def drop(self, name: str) -> None:
         """Forget ``name`` (an admin deleted it through this worker)."""
         self._snapshots.pop(name, None)

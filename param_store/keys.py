@@ -25,6 +25,10 @@ class Keys:
     def _k(self, name: str, *parts: str | int) -> str:
         return ":".join([self.namespace, "{" + name + "}", *map(str, parts)])
 
+    def pattern(self, name: str) -> str:
+        """A SCAN pattern matching every key of one experiment (names hold no glob characters)."""
+        return self._k(name, "*")
+
     @property
     def experiments(self) -> str:
         """Set of experiment names (the only key without a hash tag)."""

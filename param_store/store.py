@@ -26,6 +26,7 @@ from param_store.connection import UNAVAILABLE_ERRORS, make_client, store_bounda
 from param_store.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
+    InvalidTransitionError,
     ObservationRejectedError,
     VersionConflictError,
     VersionNotFoundError,
@@ -94,6 +95,8 @@ class ParamStore:
         self._activate = client.register_script(scripts.ACTIVATE)
         self._set_state_if = client.register_script(scripts.SET_STATE_IF)
         self._add_observations = client.register_script(scripts.ADD_OBSERVATIONS)
+        self._launch = client.register_script(scripts.LAUNCH)
+        self._delete_draft = client.register_script(scripts.DELETE_DRAFT)
 
     @classmethod
     def from_url(cls, url: str, *, namespace: str = DEFAULT_NAMESPACE) -> ParamStore:
@@ -143,6 +146,37 @@ class ParamStore:
             raise ExperimentExistsError(f"experiment {spec.name!r} exists already")
         self._redis.set(self._keys.state(spec.name), ExperimentState.DRAFT.value)
         self._redis.sadd(self._keys.experiments, spec.name)
+
+    def launch(self, spec: ExperimentSpec, first: ParameterDistribution) -> None:
+        """Store ``spec`` running with ``first`` as version 1, activated, in one atomic step (all or nothing).
+
+        Raises:
+            ExperimentExistsError: the name is taken (nothing was written).
+            VersionConflictError: ``first`` is not version 1 of ``spec``'s experiment.
+        """
+        if first.experiment != spec.name or first.version != 1:
+            raise VersionConflictError(f"a launch publishes version 1 of {spec.name!r}, got {first.experiment!r} "
+                                       f"version {first.version}")
+        spec_json, first_json = spec.to_json(), first.to_json()  # serialise (and so check) before writing
+        k, name = self._keys, spec.name
+        keys = [k.spec(name), k.state(name), k.version_seq(name), k.version(name, 1), k.current(name), k.history(name),
+                k.experiments]
+        if not self._launch(keys=keys, args=[spec_json, first_json, ExperimentState.RUNNING.value, name, k.channel(name)]):
+            raise ExperimentExistsError(f"experiment {name!r} exists already")
+
+    def delete_draft(self, name: str) -> None:
+        """Delete a draft experiment and every key it has (a launch that never finished leaves one).
+
+        Raises:
+            ExperimentNotFoundError: no such experiment.
+            InvalidTransitionError: it is not a draft (running, paused and ended experiments are kept).
+        """
+        self.state(name)  # ExperimentNotFoundError for an unknown name
+        keys = [key for key in self._redis.scan_iter(match=self._keys.pattern(name), count=1000)
+                if key.decode() != self._keys.state(name)]
+        if not self._delete_draft(keys=[self._keys.state(name), self._keys.experiments, *keys], args=[name]):
+            raise InvalidTransitionError(f"experiment {name!r} is {self.state(name).value}, not a draft; only a draft "
+                                         "can be deleted (end it instead)")
 
     def save_spec(self, spec: ExperimentSpec) -> None:
         """Replace the stored spec of an existing experiment (later refits use it; published versions keep their hash)."""

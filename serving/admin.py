@@ -71,6 +71,15 @@ def launch() -> Response:
     return json_response({"experiment": dist.experiment, "version": dist.version, "distribution": dist.to_dict()}, status=201)
 
 
+@blueprint.delete("/<name>")
+@requires(ADMIN)
+def delete_draft(name: str) -> Response:
+    ctx = context()
+    ctx.store.delete_draft(name)
+    ctx.cache.drop(name)
+    return json_response({"experiment": name, "deleted": True})
+
+
 @blueprint.post("/<name>/rollback")
 @requires(ADMIN)
 def rollback(name: str) -> Response:

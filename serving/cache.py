@@ -53,8 +53,6 @@ MISSING_FROM_STORE = "missing_from_store"
 VERSION_REGRESSED = "version_regressed"
 #: Staleness reason when the last refresh could not reach the store.
 STORE_UNAVAILABLE = "store_unavailable"
-#: Unknown names remembered at most; the table is cleared when full (a flood of bad names cannot grow it).
-MAX_UNKNOWN_NAMES = 10_000
 #: Loads of different names run in parallel over this many locks (a name always takes the same one).
 LOAD_LOCK_STRIPES = 64
 
@@ -129,6 +127,10 @@ class DistributionCache:
     def alarms(self) -> dict[str, str]:
         """``{experiment: reason}`` of the experiments served from memory because the store lost them."""
         return dict(self._alarms)
+
+    def sizes(self) -> dict[str, int]:
+        """How much the cache holds: snapshots, remembered unknown names and load locks (all bounded)."""
+        return {"snapshots": len(self._snapshots), "unknown_names": len(self._unknown), "load_locks": len(self._load_locks)}
 
     def seconds_since_store_contact(self) -> float:
         return time.monotonic() - self._last_confirmed
@@ -205,7 +207,7 @@ class DistributionCache:
 
     def _remember_unknown(self, name: str) -> None:
         if self.config.negative_ttl_s > 0:
-            if len(self._unknown) >= MAX_UNKNOWN_NAMES:
+            if len(self._unknown) >= self.config.max_unknown_names:
                 self._unknown.clear()
             self._unknown[name] = time.monotonic() + self.config.negative_ttl_s
 

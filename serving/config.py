@@ -28,6 +28,8 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_HISTORY_DEPTH = 8
 #: How long a worker remembers that a name is unknown, so a flood of bad names does not reach Redis.
 DEFAULT_NEGATIVE_TTL_S = 1.0
+#: Unknown names a worker remembers at most, so a flood of distinct bad names cannot grow it.
+DEFAULT_MAX_UNKNOWN_NAMES = 10_000
 #: Serving's Redis reply timeout: short, so that a hung server is noticed (and the cache marked stale) in a second.
 DEFAULT_REDIS_TIMEOUT_S = 1.0
 DEFAULT_REDIS_CONNECT_TIMEOUT_S = 0.5
@@ -162,6 +164,7 @@ class ServingConfig:
         max_member_id_length: characters per member id.
         max_body_bytes: request body limit (413 above it).
         negative_ttl_s: how long an unknown experiment name is remembered as unknown.
+        max_unknown_names: unknown names remembered at most (the table is cleared when full).
         admin_token: the ``admin`` scope's bearer token (launch, lifecycle, rollback, delete).
         ingest_token: the ``ingest`` scope's bearer token (observations). With neither set, writes are open.
         redis_timeout_s: the longest wait for one Redis reply (the refresher's and the write routes').
@@ -181,6 +184,7 @@ class ServingConfig:
     max_member_id_length: int = MAX_MEMBER_ID_LENGTH
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     negative_ttl_s: float = DEFAULT_NEGATIVE_TTL_S
+    max_unknown_names: int = DEFAULT_MAX_UNKNOWN_NAMES
     admin_token: str | None = field(default=None, repr=False)
     ingest_token: str | None = field(default=None, repr=False)
     redis_timeout_s: float = DEFAULT_REDIS_TIMEOUT_S
@@ -197,7 +201,8 @@ class ServingConfig:
         for name, mode in [("mode", self.mode), *((f"modes.{k}", v) for k, v in self.modes.items())]:
             if mode not in MODES:
                 problems.append(f"{name}: must be one of {', '.join(MODES)}, got {mode!r}")
-        for name in ("coupling_horizon", "history_depth", "max_batch", "max_member_id_length", "max_body_bytes"):
+        for name in ("coupling_horizon", "history_depth", "max_batch", "max_member_id_length", "max_body_bytes",
+                     "max_unknown_names"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name}: must be a positive integer, got {value!r}")

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from param_store import ExperimentState, ParamStore
+from serving.cache import LOAD_LOCK_STRIPES
 from tests.factories import make_rows, spec_dict
 from tests.serving.conftest import launch, publish
 
@@ -270,3 +271,13 @@ def test_a_wrong_method_gets_405_json_with_allow(store: ParamStore, live) -> Non
     assert r.status_code == 405 and r.headers["Content-Type"].startswith("application/json")
     assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET"}
     assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_unknown_experiment_names_cannot_grow_a_worker(store: ParamStore, serve) -> None:
+    live = serve(negative_ttl_s=60.0, max_unknown_names=200)
+    client = live.app.test_client()
+    for i in range(1000):
+        assert client.get(f"/v1/experiments/ghost{i}/params?member_id=1").status_code == 404
+    sizes = live.ctx.cache.sizes()
+    assert 0 < sizes["unknown_names"] <= 200 and sizes["load_locks"] == LOAD_LOCK_STRIPES
+    assert sizes["snapshots"] == 0

@@ -58,6 +58,10 @@ class ObservationStat:
         return {k: getattr(self, k) for k in STAT_COLUMNS}
 
 
+#: Every field a raw row may carry; anything else is refused (a misspelt ``coutn`` must not be silently dropped).
+ROW_FIELDS = frozenset({"version", "arm_id", "metric", "source", "count", "sum", "sum_sq", "mean", "std_error", "value"})
+
+
 def _number(row: Mapping[str, Any], key: str, path: str, problems: list[str]) -> float | None:
     value = row.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -75,6 +79,9 @@ def parse_row(row: Any, path: str, problems: list[str]) -> ObservationStat | Non
         problems.append(f"{path}: expected an object, got {type(row).__name__}")
         return None
     before = len(problems)
+    unknown = sorted(str(k) for k in row if k not in ROW_FIELDS)
+    if unknown:
+        problems.append(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}; a row has {', '.join(sorted(ROW_FIELDS))}")
     version = row.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         problems.append(f"{path}.version: must be a positive integer, got {version!r}")

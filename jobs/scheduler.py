@@ -37,6 +37,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from jobs.executor import RefitExecutor, result_or_failure
+from jobs.metrics import SchedulerMetrics
 from jobs.periods import Schedule
 from jobs.pool import RefitPool
 from jobs.propose import PolicyRef
@@ -73,6 +74,7 @@ class RefitScheduler:
         options: passed to every refit; ``options.period_seconds`` also replaces every cron (accelerated runs).
         sync_seconds: how often to re-read the experiments.
         on_record: called with every run's record (in a scheduler thread).
+        metrics: fed every run record and scheduler event (see :mod:`jobs.metrics`).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class RefitScheduler:
         options: RefitOptions | None = None,
         sync_seconds: float = DEFAULT_SYNC_SECONDS,
         on_record: Callable[[RunRecord], None] | None = None,
+        metrics: SchedulerMetrics | None = None,
     ) -> None:
         if isinstance(target, Settings):
             target, namespace = target.store_url(), namespace or target.namespace
@@ -96,6 +99,7 @@ class RefitScheduler:
         self.options = replace(options or RefitOptions(), once_per_period=True, force=False)
         self.sync_seconds = sync_seconds
         self.on_record = on_record
+        self.metrics = metrics
         self._schedules: dict[str, Schedule] = {}
         self._lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
@@ -178,6 +182,8 @@ class RefitScheduler:
         log.log(logging.WARNING if record.status is RunStatus.FAILED else logging.INFO, "%s", record.summary())
         if record.reason is Reason.LOCKED:
             self._retry_after_lock(name, record)
+        if self.metrics is not None:
+            self.metrics.observe(record)
         if self.on_record is not None:
             self.on_record(record)
         return record
@@ -205,6 +211,9 @@ class RefitScheduler:
             log.warning("could not record the failed run of %s: %s", name, exc)
 
     def _on_event(self, event: JobEvent) -> None:
+        if self.metrics is not None:
+            kinds = {EVENT_JOB_MAX_INSTANCES: "max_instances", EVENT_JOB_MISSED: "missed"}
+            self.metrics.count_event(kinds.get(event.code, "error"))
         if event.code == EVENT_JOB_MAX_INSTANCES:
             log.warning("job %s skipped a run: its previous run is still going (max_instances=1)", event.job_id)
         elif event.code == EVENT_JOB_MISSED:

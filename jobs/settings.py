@@ -36,7 +36,7 @@ class Settings:
 
     @property
     def state_dir(self) -> Path:
-        """``BAYESOPT_HOME``: the embedded server's socket (and data, with :attr:`persist`) live in ``redis/``."""
+        """``BAYESOPT_HOME``: the embedded server's socket and data (see :attr:`persist`) live in ``redis/``."""
         return self.environment.home
 
     @property
@@ -46,7 +46,7 @@ class Settings:
 
     @property
     def persist(self) -> bool:
-        """``BAYESOPT_PERSIST=1``: the embedded server keeps its data on disk."""
+        """The embedded server keeps its data on disk (append-only file) unless ``BAYESOPT_PERSIST=0``."""
         return self.environment.persist
 
     def store_url(self) -> str:

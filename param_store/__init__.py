@@ -1,6 +1,6 @@
 """The Redis parameter store. Knows nothing about GPs; importing it never loads torch."""
 
-from param_store.connection import make_client, resolve_url
+from param_store.connection import make_client, mask_url, resolve_url
 from param_store.embedded import EmbeddedRedis, find_redis_server
 from param_store.errors import (
     EmbeddedRedisError,
@@ -23,5 +23,5 @@ __all__ = [
     "ALLOWED_TRANSITIONS", "DEFAULT_NAMESPACE", "EmbeddedRedis", "EmbeddedRedisError", "ExperimentExistsError",
     "ExperimentNotFoundError", "ExperimentState", "InvalidTransitionError", "Keys", "Lease",
     "ObservationRejectedError", "ParamStore", "StoreError", "StoreUnavailableError", "VersionConflictError",
-    "VersionNotFoundError", "VersionWatcher", "find_redis_server", "make_client", "resolve_url",
+    "VersionNotFoundError", "VersionWatcher", "find_redis_server", "make_client", "mask_url", "resolve_url",
 ]

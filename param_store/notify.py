@@ -72,15 +72,21 @@ class VersionWatcher:
                 log.exception("version callback failed for %s v%d", name, version)
 
     def _run(self) -> None:
+        down = False  # log the outage once, not once per reconnect attempt
         while not self._stop.is_set():
             pubsub = None
             try:
                 pubsub = self.store._redis.pubsub()  # param_store-internal: the store's own client and keys
                 pubsub.psubscribe(self.store._keys.channel_pattern)
                 self._await_subscription(pubsub)
+                if down:
+                    log.info("pub/sub subscribed again")
+                    down = False
                 self._listen(pubsub)
             except (redis.RedisError, StoreError) as exc:
-                log.warning("pub/sub unavailable (%s); polling every %.1f s", exc, self.poll_interval_s)
+                if not down:
+                    log.warning("pub/sub unavailable (%s); polling every %.1f s until it is back", exc, self.poll_interval_s)
+                    down = True
                 self._poll_quietly()
                 self._stop.wait(RECONNECT_BACKOFF_S)
             finally:

@@ -9,13 +9,16 @@ concurrent writers in any number of processes never see a half-made change. Stor
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis
 
 from bayesopt.distribution import ParameterDistribution
+from bayesopt.errors import ObservationValidationError
 from bayesopt.observations import ObservationStat, merge, parse_rows
 from bayesopt.spec import ExperimentSpec
 from param_store import observation_codec, scripts
@@ -23,11 +26,12 @@ from param_store.connection import UNAVAILABLE_ERRORS, is_cluster, make_client, 
 from param_store.errors import (
     ExperimentExistsError,
     ExperimentNotFoundError,
+    InvalidTransitionError,
     ObservationRejectedError,
     VersionConflictError,
     VersionNotFoundError,
 )
-from param_store.keys import DEFAULT_NAMESPACE, Keys
+from param_store.keys import DEFAULT_NAMESPACE, FIELD_SEP, Keys
 from param_store.lease import Lease
 from param_store.state import ExperimentState, check_transition
 
@@ -38,6 +42,34 @@ if TYPE_CHECKING:
 RATE_TOLERANCE = 1e-9
 #: Refit run records kept per experiment (newest first); older ones are trimmed.
 MAX_RUN_RECORDS = 500
+
+
+#: How long a stored batch's idempotency key is remembered: far longer than any client retries a batch.
+BATCH_KEY_TTL_S = 7 * 24 * 3600
+#: An idempotency key: 1 to 128 characters of letters, digits and ``._:-``.
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def check_batch_id(batch_id: Any) -> str:
+    """``batch_id`` if it is a valid idempotency key; raises ``ObservationValidationError`` naming the rule."""
+    if not isinstance(batch_id, str) or not BATCH_ID_PATTERN.fullmatch(batch_id):
+        raise ObservationValidationError(f"batch_id: must be 1 to 128 characters of letters, digits and ._:-, got {batch_id!r}")
+    return batch_id
+
+
+class BatchResult(NamedTuple):
+    """What :meth:`ParamStore.add_batch` did: rows accepted, and whether the batch had been stored before."""
+
+    accepted: int
+    duplicate: bool
+
+
+class ExperimentView(NamedTuple):
+    """What serving needs to know has changed: lifecycle state, spec, and the ``current`` version (None: none yet)."""
+
+    state: ExperimentState
+    spec: ExperimentSpec
+    current_version: int | None
 
 
 @store_boundary
@@ -62,6 +94,9 @@ class ParamStore:
         self._keys = Keys(namespace)
         self._activate = client.register_script(scripts.ACTIVATE)
         self._set_state_if = client.register_script(scripts.SET_STATE_IF)
+        self._add_observations = client.register_script(scripts.ADD_OBSERVATIONS)
+        self._launch = client.register_script(scripts.LAUNCH)
+        self._delete_draft = client.register_script(scripts.DELETE_DRAFT)
         self._cluster = is_cluster(client)
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
@@ -117,6 +152,37 @@ class ParamStore:
         self._redis.set(self._keys.state(spec.name), ExperimentState.DRAFT.value)
         self._redis.sadd(self._keys.experiments, spec.name)
 
+    def launch(self, spec: ExperimentSpec, first: ParameterDistribution) -> None:
+        """Store ``spec`` running with ``first`` as version 1, activated, in one atomic step (all or nothing).
+
+        Raises:
+            ExperimentExistsError: the name is taken (nothing was written).
+            VersionConflictError: ``first`` is not version 1 of ``spec``'s experiment.
+        """
+        if first.experiment != spec.name or first.version != 1:
+            raise VersionConflictError(f"a launch publishes version 1 of {spec.name!r}, got {first.experiment!r} "
+                                       f"version {first.version}")
+        spec_json, first_json = spec.to_json(), first.to_json()  # serialise (and so check) before writing
+        k, name = self._keys, spec.name
+        keys = [k.spec(name), k.state(name), k.version_seq(name), k.version(name, 1), k.current(name), k.history(name),
+                k.experiments]
+        if not self._launch(keys=keys, args=[spec_json, first_json, ExperimentState.RUNNING.value, name, k.channel(name)]):
+            raise ExperimentExistsError(f"experiment {name!r} exists already")
+
+    def delete_draft(self, name: str) -> None:
+        """Delete a draft experiment and every key it has (a launch that never finished leaves one).
+
+        Raises:
+            ExperimentNotFoundError: no such experiment.
+            InvalidTransitionError: it is not a draft (running, paused and ended experiments are kept).
+        """
+        self.state(name)  # ExperimentNotFoundError for an unknown name
+        keys = [key for key in self._redis.scan_iter(match=self._keys.pattern(name), count=1000)
+                if key.decode() != self._keys.state(name)]
+        if not self._delete_draft(keys=[self._keys.state(name), self._keys.experiments, *keys], args=[name]):
+            raise InvalidTransitionError(f"experiment {name!r} is {self.state(name).value}, not a draft; only a draft "
+                                         "can be deleted (end it instead)")
+
     def save_spec(self, spec: ExperimentSpec) -> None:
         """Replace the stored spec of an existing experiment (later refits use it; published versions keep their hash)."""
         self._require(spec.name)
@@ -164,6 +230,27 @@ class ParamStore:
                 out[name] = None
             else:
                 out[name] = (ExperimentState(state_raw.decode()), ExperimentSpec.from_json(spec_raw.decode()))
+        return out
+
+    def overview(self, names: Iterable[str]) -> dict[str, ExperimentView | None]:
+        """State, spec and ``current`` pointer of each of ``names`` in one round trip (the serving refresher's read).
+
+        Returns:
+            ``{name: ExperimentView}`` in the order given, with None for a name whose spec or state is not stored.
+        """
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        keys = self._keys
+        raws = self._mget([k for n in names for k in (keys.state(n), keys.spec(n), keys.current(n))])
+        out: dict[str, ExperimentView | None] = {}
+        for i, name in enumerate(names):
+            state_raw, spec_raw, current_raw = raws[3 * i : 3 * i + 3]
+            if state_raw is None or spec_raw is None:
+                out[name] = None
+            else:
+                out[name] = ExperimentView(ExperimentState(state_raw.decode()), ExperimentSpec.from_json(spec_raw.decode()),
+                                           None if current_raw is None else int(current_raw))
         return out
 
     def transition(self, name: str, target: ExperimentState | str) -> ExperimentState:
@@ -265,28 +352,54 @@ class ParamStore:
         return self.publish(new)
 
     # -- observations ----------------------------------------------------------------------------------------
-    def add_observations(self, name: str, rows: Iterable[Mapping[str, Any] | ObservationStat]) -> int:
-        """Validate a batch against the experiment and add it atomically; returns the number of rows stored.
+    def add_observations(self, name: str, rows: Iterable[Mapping[str, Any] | ObservationStat], *,
+                         batch_id: str | None = None) -> int:
+        """Validate a batch and add it atomically; returns the number of rows stored (see :meth:`add_batch`)."""
+        return self.add_batch(name, rows, batch_id=batch_id).accepted
+
+    def add_batch(self, name: str, rows: Iterable[Mapping[str, Any] | ObservationStat], *,
+                  batch_id: str | None = None) -> BatchResult:
+        """Validate a batch against the experiment and add it all or nothing, exactly once per ``batch_id``.
 
         Rows are raw dicts (see ``bayesopt.observations``) or :class:`ObservationStat`. A batch with any bad row
-        is refused whole, with every problem named.
+        is refused whole, with every problem named; so is one that would make a stored total non-finite (or,
+        for a rate, leave [0, 1]). The check and the write are one Lua script, so a retried or concurrent batch
+        cannot slip between them.
+
+        Args:
+            name: the experiment.
+            rows: the batch.
+            batch_id: the idempotency key; a batch whose key was stored in the last ``BATCH_KEY_TTL_S`` is not
+                stored again (its first result is returned with ``duplicate=True``).
+
+        Raises:
+            ObservationRejectedError: an unknown version, arm or metric, or totals out of range.
+            bayesopt.ObservationValidationError: a malformed row.
         """
+        if batch_id is not None:
+            check_batch_id(batch_id)
         rows = list(rows)
         stats = [r for r in rows if isinstance(r, ObservationStat)]
         raw = [r for r in rows if not isinstance(r, ObservationStat)]
         if raw:
             stats += parse_rows(raw)
         stats = merge(stats)
-        self._check_references(name, stats)
-        pipe = self._redis.pipeline(transaction=True)
-        key = self._keys.observations(name)
-        for s in stats:
-            for field, amount in observation_codec.increments(s):
-                pipe.hincrbyfloat(key, field, amount)
-        pipe.execute()
-        return len(rows)
+        rates = self._check_references(name, stats)
+        args: list[str | float] = [BATCH_KEY_TTL_S, len(rows), repr(RATE_TOLERANCE)]
+        for st in stats:
+            prefix = Keys.stat_prefix(st.version, st.arm_id, st.metric, st.source)
+            args += [prefix, repr(st.count), repr(st.sum), repr(st.sum_sq), "1" if st.metric in rates else "0"]
+        keys = [self._keys.observations(name)] + ([self._keys.batch(name, batch_id)] if batch_id is not None else [])
+        status, *reply = self._add_observations(keys=keys, args=args)
+        if status == -1:
+            field, reason = (r.decode() for r in reply)
+            version, arm_id, metric, source, _ = field.split(FIELD_SEP)
+            raise ObservationRejectedError([f"metric {metric!r} (version {version}, arm {arm_id!r}, source {source}): "
+                                            f"{reason}; nothing in this batch was stored"])
+        return BatchResult(accepted=int(reply[0]), duplicate=status == 0)
 
-    def _check_references(self, name: str, stats: list[ObservationStat]) -> None:
+    def _check_references(self, name: str, stats: list[ObservationStat]) -> set[str]:
+        """Refuse the batch unless every statistic names a stored version, its arm and a metric; returns the rates."""
         spec = self.load_spec(name)
         metrics = set(spec.metric_names)
         rates = {m.name for m in spec.metrics if m.kind == "rate"}
@@ -295,6 +408,9 @@ class ParamStore:
         arms_of = {v: None if raw is None else {a["arm_id"] for a in json.loads(raw)["arms"]} for v, raw in zip(versions, raws, strict=True)}
         problems = []
         for s in stats:
+            if not all(math.isfinite(x) for x in (s.count, s.sum, s.sum_sq)):
+                problems.append(f"metric {s.metric!r} (version {s.version}, arm {s.arm_id!r}): the batch's merged "
+                                f"totals are not finite (count {s.count:g}, sum {s.sum:g}, sum_sq {s.sum_sq:g})")
             arms = arms_of[s.version]
             if arms is None:
                 problems.append(f"version {s.version}: {name!r} has no such distribution version")
@@ -308,6 +424,7 @@ class ParamStore:
                                 f"{s.sum:g}, sum_sq {s.sum_sq:g}")
         if problems:
             raise ObservationRejectedError(sorted(set(problems)))
+        return rates
 
     def observations(self, name: str) -> pd.DataFrame:
         """All statistics of the experiment, one row per (version, arm, metric, source); see ``STAT_COLUMNS``."""

@@ -13,8 +13,9 @@ from flask import Blueprint, Response
 
 from param_store import ExperimentState, ParamStore
 from param_store.launch import launch_experiment  # light: the design (scipy) loads inside, at a launch
+from serving.auth import ADMIN, requires
 from serving.errors import BadRequestError
-from serving.http import context, json_response, read_json_object, require_admin
+from serving.http import context, json_response, read_json_object
 
 blueprint = Blueprint("admin", __name__, url_prefix="/v1/experiments")
 
@@ -60,8 +61,8 @@ def status_document(store: ParamStore, name: str, *, serving: Any) -> dict[str, 
 
 
 @blueprint.post("")
+@requires(ADMIN)
 def launch() -> Response:
-    require_admin()
     ctx = context()
 
     dist = launch_experiment(ctx.store, read_json_object())
@@ -70,9 +71,18 @@ def launch() -> Response:
     return json_response({"experiment": dist.experiment, "version": dist.version, "distribution": dist.to_dict()}, status=201)
 
 
+@blueprint.delete("/<name>")
+@requires(ADMIN)
+def delete_draft(name: str) -> Response:
+    ctx = context()
+    ctx.store.delete_draft(name)
+    ctx.cache.drop(name)
+    return json_response({"experiment": name, "deleted": True})
+
+
 @blueprint.post("/<name>/rollback")
+@requires(ADMIN)
 def rollback(name: str) -> Response:
-    require_admin()
     ctx = context()
     version = read_json_object().get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -83,8 +93,8 @@ def rollback(name: str) -> Response:
 
 
 def _transition_view(target: ExperimentState):
+    @requires(ADMIN)
     def view(name: str) -> Response:
-        require_admin()
         ctx = context()
         state = ctx.store.transition(name, target)
         ctx.cache.load(name, trigger="admin")

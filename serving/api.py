@@ -11,13 +11,23 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from bayesopt.errors import ObservationValidationError
+from param_store import ExperimentNotFoundError
 from serving.assignment import Assignment, ServingSnapshot, canonical_member_id
-from serving.errors import BadRequestError, BatchTooLargeError
+from serving.auth import INGEST, requires
+from serving.cache import Staleness
+from serving.errors import BadRequestError, BatchTooLargeError, ServiceUnavailableError
 from serving.http import context, json_response, query_params, read_json_object, request_time
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1/experiments")
 
 JSON = "application/json"
+#: Set on parameter and distribution responses served while the store does not confirm them:
+#: ``<reason>; age=<seconds since the store last answered>``, reason one of store_unavailable,
+#: missing_from_store, version_regressed.
+STALE_HEADER = "Bayesopt-Stale"
+#: A batch's idempotency key: a retried batch with the same key is stored once (also ``batch_id`` in the body).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+BATCH_FIELDS = frozenset({"rows", "batch_id"})
 #: The C string encoder behind ``json.dumps(str)``, without the call overhead (member ids are the only free text).
 _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
@@ -80,7 +90,7 @@ def params(name: str) -> Response:
     ctx.metrics.count_assignments(name, 1 if assignment.in_experiment else 0, 1)
     fragments = _fragments(snapshot)
     body = f'{{"experiment":{fragments.experiment},"member_id":{_json_str(member_id)},{fragments.single(assignment)}'
-    return Response(body, content_type=JSON)
+    return _marked(Response(body, content_type=JSON), ctx.cache.staleness(name))
 
 
 @blueprint.post("/<name>/params/batch")
@@ -101,30 +111,61 @@ def params_batch(name: str) -> Response:
     fragments, encode = _fragments(snapshot), _json_str
     items = ",".join([f'{{"member_id":{encode(a.member_id)},{fragments.batch_item(a)}' for a in assignments])
     body = f'{{"experiment":{fragments.experiment},"version":{assignments[0].version},"assignments":[{items}]}}'
-    return Response(body, content_type=JSON)
+    return _marked(Response(body, content_type=JSON), ctx.cache.staleness(name))
 
 
 @blueprint.get("/<name>/distribution")
 def distribution(name: str) -> Response:
-    snapshot = context().cache.get(name)
+    cache = context().cache
+    snapshot = cache.get(name)
     body, tag = _document(snapshot)
     headers = {"ETag": f'"{tag}"', "Cache-Control": "no-cache"}
     if request.if_none_match.contains(tag):
-        return Response(status=304, headers=headers)
-    return Response(body, mimetype="application/json", headers=headers)
+        return _marked(Response(status=304, headers=headers), cache.staleness(name))
+    return _marked(Response(body, mimetype="application/json", headers=headers), cache.staleness(name))
+
+
+def _marked(response: Response, staleness: Staleness | None) -> Response:
+    """Add the ``Bayesopt-Stale`` header when the store has not confirmed what is served (see docs/operations.md)."""
+    if staleness is not None:
+        response.headers[STALE_HEADER] = staleness.header()
+    return response
 
 
 @blueprint.post("/<name>/observations")
+@requires(INGEST)
 def observations(name: str) -> Response:
     ctx = context()
-    ctx.cache.get(name)  # 404 for an unknown experiment before looking at the rows
+    held = ctx.cache.get(name)  # 404 for an unknown experiment before looking at the rows
     doc = read_json_object()
+    unknown = sorted(set(doc) - BATCH_FIELDS)
+    if unknown:
+        raise ObservationValidationError([f"{field}: unknown field; a batch has {', '.join(sorted(BATCH_FIELDS))}"
+                                          for field in unknown])
     rows = doc.get("rows")
     if not isinstance(rows, list):
         raise ObservationValidationError(f"rows: must be a list of observation rows, got {type(rows).__name__}")
-    stored = ctx.store.add_observations(name, rows)
-    ctx.metrics.observation_rows.labels(name).inc(stored)
-    return json_response({"experiment": name, "accepted": stored}, status=201)
+    batch_id = _batch_id(request.headers.get(IDEMPOTENCY_HEADER), doc.get("batch_id"))
+    try:
+        result = ctx.store.add_batch(name, rows, batch_id=batch_id)
+    except ExperimentNotFoundError:
+        if not held.distributions:
+            raise
+        ctx.cache.report_missing(name)
+        # the worker serves it but the store lost it: keep the rows at the client until an operator restores it
+        raise ServiceUnavailableError(f"experiment {name!r} is missing from the store (an operator must restore it); "
+                                      "retry this batch later", code="store_lost_experiment") from None
+    if not result.duplicate:
+        ctx.metrics.observation_rows.labels(name).inc(result.accepted)
+    return json_response({"experiment": name, "accepted": result.accepted, "duplicate": result.duplicate,
+                          "batch_id": batch_id}, status=200 if result.duplicate else 201)
+
+
+def _batch_id(header: str | None, field: Any) -> str | None:
+    """The batch's idempotency key, from the header or the body (both may be given if they agree)."""
+    if header is not None and field is not None and header != field:
+        raise ObservationValidationError(f"batch_id: {field!r} differs from the {IDEMPOTENCY_HEADER} header {header!r}")
+    return header if header is not None else field
 
 
 def _document(snapshot: ServingSnapshot) -> tuple[bytes, str]:

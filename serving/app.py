@@ -7,6 +7,7 @@ a 4xx status for the caller's mistakes and 5xx for ours (details of a 500 go to 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,35 @@ from serving.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 
+#: One retry of a failed Redis command: with serving's short timeouts a hung store costs a write at most ~2 s.
+SERVING_RETRIES = 1
+#: What a client is told when the store cannot be reached (the details, host and port included, go to the log).
+STORE_UNAVAILABLE_MESSAGE = "the parameter store is unavailable; retry later"
+
+#: During an outage every write fails alike: one log line per this many seconds says so, with a count.
+OUTAGE_LOG_INTERVAL_S = 10.0
+
+
+class _ThrottledLog:
+    """At most one warning per ``interval_s``; the next one says how many were held back."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float) -> None:
+        self.logger, self.interval_s = logger, interval_s
+        self._next, self._held, self._lock = 0.0, 0, threading.Lock()
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held += 1
+                return
+            held, self._held, self._next = self._held, 0, now + self.interval_s
+        suffix = f" (and {held} more like it in the last {self.interval_s:.0f} s)" if held else ""
+        self.logger.warning(message + suffix, *args)
+
+
+_OUTAGE_LOG = _ThrottledLog(log, OUTAGE_LOG_INTERVAL_S)
+
 #: (exception class, HTTP status, error code), first match wins; ServingError and HTTPException carry their own.
 ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (ExperimentNotFoundError, 404, "experiment_not_found"),
@@ -64,9 +94,15 @@ def create_app(config: ServingConfig, *, store: ParamStore | None = None) -> Fla
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    store = store or ParamStore(make_client(config.redis_url), namespace=config.namespace)
+    store = store or ParamStore(make_client(config.redis_url, socket_timeout_s=config.redis_timeout_s,
+                                            connect_timeout_s=config.redis_connect_timeout_s, retries=SERVING_RETRIES),
+                                namespace=config.namespace)
     metrics = ServingMetrics(multiprocess_dir=config.metrics_multiprocess_dir)
-    cache = DistributionCache(store, config, listener=metrics.on_snapshot)
+    cache = DistributionCache(store, config, listener=metrics.on_snapshot, alarm_listener=metrics.on_alarm,
+                              store_listener=metrics.on_store_health)
+    if not config.tokens:
+        log.warning("no BAYESOPT_ADMIN_TOKEN or BAYESOPT_INGEST_TOKEN is set: every write endpoint (launch, "
+                    "lifecycle, rollback, observations) is open to anyone who can reach this server")
     app.extensions[EXTENSION_KEY] = ServingContext(config=config, store=store, cache=cache, metrics=metrics)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(admin.blueprint)
@@ -94,6 +130,9 @@ def handle_error(exc: Exception) -> Response:
         if match is None:
             log.exception("unhandled error on %s %s", request.method, request.path)
             status, code, message, problems = 500, "internal_error", "internal server error (see the server log)", []
+        elif isinstance(exc, StoreUnavailableError):
+            _OUTAGE_LOG.warning("%s %s -> 503: %s", request.method, request.path, exc)
+            (status, code), message, problems = match, STORE_UNAVAILABLE_MESSAGE, []
         else:
             (status, code), message = match, str(exc)
     if status >= 500 and status != 503:
@@ -134,14 +173,13 @@ class _Instrumented:
 def _register_ops(app: Flask) -> None:
     @app.get("/v1/health")
     def health() -> Response:
+        """Liveness only: the process answers HTTP (it never looks at the store)."""
         return json_response({"status": "ok"})
 
     @app.get("/v1/ready")
     def ready() -> Response:
-        ctx = context()
-        checks = {"cache_warm": ctx.cache.warm, "redis": ctx.store.ping()}
-        ok = all(checks.values())
-        return json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
+        """Ready = can serve parameters for the experiments it knows; store trouble is a detail, not a 503."""
+        return readiness(context().cache)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -151,3 +189,24 @@ def _register_ops(app: Flask) -> None:
     @app.get("/v1/openapi.json")
     def openapi() -> Response:
         return json_response(openapi_document(context().config))
+
+
+def readiness(cache: DistributionCache) -> Response:
+    """200 once the cache has been filled from the store at least once (it then serves from memory whatever
+    happens to the store); 503 before that. The body says how the store is doing and lists alarms."""
+    alarms = cache.alarms()
+    store_state = "reachable" if cache.store_reachable else "unreachable"
+    if not cache.warm:
+        status = "not_ready"
+    elif alarms or not cache.store_reachable:
+        status = "degraded"
+    else:
+        status = "ready"
+    body = {
+        "status": status,
+        "experiments": len(cache.names()),
+        "store": {"state": store_state, "seconds_since_contact": round(cache.seconds_since_store_contact(), 3)},
+        "alarms": [{"experiment": name, "reason": reason} for name, reason in sorted(alarms.items())],
+        "checks": {"cache_warm": cache.warm, "store_reachable": cache.store_reachable},
+    }
+    return json_response(body, status=200 if cache.warm else 503)

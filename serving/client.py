@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,20 +75,27 @@ class ServingClient:
         timeout_s: float | tuple[float, float] = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
         admin_token: str | None = None,
+        ingest_token: str | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.retry = retry
         self.admin_token = admin_token
+        self.ingest_token = ingest_token
         self.session = session or requests.Session()
 
     # -- transport ------------------------------------------------------------------------------------------
-    def request(self, method: str, path: str, *, idempotent: bool, ok: Sequence[int] = (200,), **kwargs: Any) -> requests.Response:
-        """Send with the retry policy; return a response whose status is in ``ok`` or raise."""
+    def request(self, method: str, path: str, *, idempotent: bool, ok: Sequence[int] = (200,), token: str | None = None,
+                **kwargs: Any) -> requests.Response:
+        """Send with the retry policy; return a response whose status is in ``ok`` or raise.
+
+        ``token`` is the bearer token to send (default: the admin token, if any).
+        """
         headers = dict(kwargs.pop("headers", None) or {})
-        if self.admin_token:
-            headers["Authorization"] = f"Bearer {self.admin_token}"
+        token = token or self.admin_token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         url = self.base_url + path
         last: Exception | None = None
         for attempt in range(self.retry.attempts):
@@ -139,10 +147,15 @@ class ServingClient:
         """The current distribution document (``ParameterDistribution.to_dict()``)."""
         return self.request("GET", f"/v1/experiments/{experiment}/distribution", idempotent=True).json()["distribution"]
 
-    def post_observations(self, experiment: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Store observation rows (all or none); returns how many were accepted."""
-        response = self.request("POST", f"/v1/experiments/{experiment}/observations", idempotent=False, ok=(201,),
-                                json={"rows": list(rows)})
+    def post_observations(self, experiment: str, rows: Sequence[Mapping[str, Any]], *, batch_id: str | None = None) -> int:
+        """Store observation rows (all or none, exactly once); returns how many were accepted.
+
+        The batch carries an ``Idempotency-Key`` (``batch_id``, default a fresh random one), so the client may
+        retry a batch whose answer was lost: the server stores it once.
+        """
+        headers = {"Idempotency-Key": batch_id or uuid.uuid4().hex}
+        response = self.request("POST", f"/v1/experiments/{experiment}/observations", idempotent=True, ok=(200, 201),
+                                token=self.ingest_token, headers=headers, json={"rows": list(rows)})
         return int(response.json()["accepted"])
 
     def local(self, experiment: str, *, refresh_s: float = DEFAULT_REFRESH_S) -> LocalAssigner:

@@ -18,6 +18,7 @@ from typing import Any
 
 from serving.assignment import DEFAULT_COUPLING_HORIZON, EPOCH_MODE, MAX_MEMBER_ID_LENGTH, MODES
 from serving.errors import ServingConfigError
+from serving.logs import LOG_FORMATS, LOG_LEVELS
 
 #: The issue's contract: one request carries at most this many member ids.
 DEFAULT_MAX_BATCH = 10_000
@@ -27,7 +28,12 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_HISTORY_DEPTH = 8
 #: How long a worker remembers that a name is unknown, so a flood of bad names does not reach Redis.
 DEFAULT_NEGATIVE_TTL_S = 1.0
-#: Where the embedded Redis keeps its socket (and data with ``BAYESOPT_PERSIST=1``) when ``REDIS_URL`` is unset.
+#: Unknown names a worker remembers at most, so a flood of distinct bad names cannot grow it.
+DEFAULT_MAX_UNKNOWN_NAMES = 10_000
+#: Serving's Redis reply timeout: short, so that a hung server is noticed (and the cache marked stale) in a second.
+DEFAULT_REDIS_TIMEOUT_S = 1.0
+DEFAULT_REDIS_CONNECT_TIMEOUT_S = 0.5
+#: Where the embedded Redis keeps its socket and data (unless ``BAYESOPT_PERSIST=0``) when ``REDIS_URL`` is unset.
 DEFAULT_HOME = ".bayesopt"
 
 
@@ -53,23 +59,29 @@ class Environment:
         redis_url: ``REDIS_URL``; None means the embedded server under ``home``.
         home: ``BAYESOPT_HOME``, the embedded server's directory (default ``./.bayesopt``).
         namespace: ``BAYESOPT_NAMESPACE``, the store's key namespace.
-        persist: ``BAYESOPT_PERSIST=1`` keeps the embedded server's data on disk.
+        persist: the embedded server keeps its data on disk (append-only file) unless ``BAYESOPT_PERSIST=0``.
         poll_interval_s: ``BAYESOPT_POLL_INTERVAL_S``, the serving cache's staleness bound.
         mode: ``BAYESOPT_ASSIGNMENT_MODE``, the default assignment mode (``epoch`` or ``coupled``).
         coupled: ``BAYESOPT_COUPLED_EXPERIMENTS`` (comma-separated), experiments served in coupled mode.
-        admin_token: ``BAYESOPT_ADMIN_TOKEN``; if set, admin endpoints need it as a bearer token.
+        admin_token: ``BAYESOPT_ADMIN_TOKEN``, the bearer token of the ``admin`` scope (see :mod:`serving.auth`).
+        ingest_token: ``BAYESOPT_INGEST_TOKEN``, the bearer token of the ``ingest`` scope (observations).
         metrics_multiprocess_dir: ``PROMETHEUS_MULTIPROC_DIR``, shared metrics of gunicorn workers.
+        log_level: ``BAYESOPT_LOG_LEVEL`` (debug, info, warning, error; default info).
+        log_format: ``BAYESOPT_LOG_FORMAT``, ``text`` (default) or ``json`` lines (see :mod:`serving.logs`).
     """
 
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password: never printed
     home: Path = Path(DEFAULT_HOME)
     namespace: str = field(default_factory=default_namespace)
-    persist: bool = False
+    persist: bool = True
     poll_interval_s: float = field(default_factory=default_poll_interval_s)
     mode: str = EPOCH_MODE
     coupled: tuple[str, ...] = ()
-    admin_token: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    ingest_token: str | None = field(default=None, repr=False)
     metrics_multiprocess_dir: str | None = None
+    log_level: str = "info"
+    log_format: str = "text"
 
     @classmethod
     def read(cls, env: Mapping[str, str] | None = None) -> Environment:
@@ -92,7 +104,7 @@ class Environment:
         persist = env.get("BAYESOPT_PERSIST", "").strip()
         if persist not in ("", "0", "1"):
             raise ServingConfigError(f"BAYESOPT_PERSIST: must be 0 or 1, got {persist!r}")
-        values["persist"] = persist == "1"
+        values["persist"] = persist != "0"
         if env.get("BAYESOPT_POLL_INTERVAL_S", "").strip():
             text = env["BAYESOPT_POLL_INTERVAL_S"]
             try:
@@ -103,7 +115,15 @@ class Environment:
             values["mode"] = env["BAYESOPT_ASSIGNMENT_MODE"].strip()
         values["coupled"] = tuple(n.strip() for n in env.get("BAYESOPT_COUPLED_EXPERIMENTS", "").split(",") if n.strip())
         values["admin_token"] = env.get("BAYESOPT_ADMIN_TOKEN") or None
+        values["ingest_token"] = env.get("BAYESOPT_INGEST_TOKEN") or None
         values["metrics_multiprocess_dir"] = env.get("PROMETHEUS_MULTIPROC_DIR") or None
+        for variable, key, choices in (("BAYESOPT_LOG_LEVEL", "log_level", LOG_LEVELS),
+                                       ("BAYESOPT_LOG_FORMAT", "log_format", LOG_FORMATS)):
+            text = env.get(variable, "").strip().lower()
+            if text and text not in choices:
+                raise ServingConfigError(f"{variable}: must be one of {', '.join(choices)}, got {env[variable]!r}")
+            if text:
+                values[key] = text
         return cls(**values)
 
     def serving_config(self, **overrides: Any) -> ServingConfig:
@@ -119,6 +139,7 @@ class Environment:
             "mode": self.mode,
             "modes": {n: "coupled" for n in self.coupled},
             "admin_token": self.admin_token,
+            "ingest_token": self.ingest_token,
             "metrics_multiprocess_dir": self.metrics_multiprocess_dir,
         }
         values.update(overrides)
@@ -143,12 +164,16 @@ class ServingConfig:
         max_member_id_length: characters per member id.
         max_body_bytes: request body limit (413 above it).
         negative_ttl_s: how long an unknown experiment name is remembered as unknown.
-        admin_token: if set, admin endpoints need ``Authorization: Bearer <token>``.
+        max_unknown_names: unknown names remembered at most (the table is cleared when full).
+        admin_token: the ``admin`` scope's bearer token (launch, lifecycle, rollback, delete).
+        ingest_token: the ``ingest`` scope's bearer token (observations). With neither set, writes are open.
+        redis_timeout_s: the longest wait for one Redis reply (the refresher's and the write routes').
+        redis_connect_timeout_s: the longest wait for a Redis connection.
         metrics_multiprocess_dir: prometheus-client's multiprocess directory when workers share metrics.
         warm_on_start: load every experiment when the app starts (readiness waits for it).
     """
 
-    redis_url: str
+    redis_url: str = field(repr=False)  # may hold a password: never printed
     namespace: str = field(default_factory=default_namespace)
     poll_interval_s: float = field(default_factory=default_poll_interval_s)
     mode: str = EPOCH_MODE
@@ -159,28 +184,48 @@ class ServingConfig:
     max_member_id_length: int = MAX_MEMBER_ID_LENGTH
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     negative_ttl_s: float = DEFAULT_NEGATIVE_TTL_S
-    admin_token: str | None = None
+    max_unknown_names: int = DEFAULT_MAX_UNKNOWN_NAMES
+    admin_token: str | None = field(default=None, repr=False)
+    ingest_token: str | None = field(default=None, repr=False)
+    redis_timeout_s: float = DEFAULT_REDIS_TIMEOUT_S
+    redis_connect_timeout_s: float = DEFAULT_REDIS_CONNECT_TIMEOUT_S
     metrics_multiprocess_dir: str | None = None
     warm_on_start: bool = True
 
     def __post_init__(self) -> None:
         problems = []
         if not isinstance(self.redis_url, str) or "://" not in self.redis_url:
-            problems.append(f"redis_url: must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}")
+            problems.append("redis_url: must be a redis://, rediss:// or unix:// URL")
         if not (isinstance(self.poll_interval_s, (int, float)) and math.isfinite(self.poll_interval_s) and self.poll_interval_s > 0):
             problems.append(f"poll_interval_s: must be a positive number of seconds, got {self.poll_interval_s!r}")
         for name, mode in [("mode", self.mode), *((f"modes.{k}", v) for k, v in self.modes.items())]:
             if mode not in MODES:
                 problems.append(f"{name}: must be one of {', '.join(MODES)}, got {mode!r}")
-        for name in ("coupling_horizon", "history_depth", "max_batch", "max_member_id_length", "max_body_bytes"):
+        for name in ("coupling_horizon", "history_depth", "max_batch", "max_member_id_length", "max_body_bytes",
+                     "max_unknown_names"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name}: must be a positive integer, got {value!r}")
+        for name in ("redis_timeout_s", "redis_connect_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                problems.append(f"{name}: must be a positive number of seconds, got {value!r}")
+        for name in ("admin_token", "ingest_token"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                problems.append(f"{name}: must be a non-empty string, or None for no token")
+        if self.admin_token is not None and self.admin_token == self.ingest_token:
+            problems.append("ingest_token: must differ from admin_token (a token has one scope)")
         if not (isinstance(self.negative_ttl_s, (int, float)) and self.negative_ttl_s >= 0):
             problems.append(f"negative_ttl_s: must be a number of seconds >= 0, got {self.negative_ttl_s!r}")
         if problems:
             raise ServingConfigError("invalid serving config: " + "; ".join(problems), problems=problems)
         object.__setattr__(self, "modes", dict(self.modes))
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        """``{scope: token}`` of the scopes that have a token configured."""
+        return {scope: token for scope, token in (("admin", self.admin_token), ("ingest", self.ingest_token)) if token}
 
     def mode_for(self, experiment: str) -> str:
         """The assignment mode of ``experiment``."""

@@ -39,10 +39,17 @@ class BatchTooLargeError(ServingError, ValueError):
 
 
 class UnauthorizedError(ServingError, PermissionError):
-    """An admin endpoint was called without the configured bearer token."""
+    """A write endpoint was called without a valid bearer token (or its scope has none configured)."""
 
     status = 401
     code = "unauthorized"
+
+
+class ForbiddenError(ServingError, PermissionError):
+    """A valid token of the wrong scope was sent; use a token of the scope the endpoint names."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NoDistributionError(ServingError, LookupError):

@@ -56,6 +56,16 @@ class ServingMetrics:
         self.cache_loads = Counter(
             "bayesopt_cache_loads", "Snapshots loaded into a worker cache, by trigger.", ["trigger"], registry=r
         )
+        self.cache_alarms = Gauge(
+            "bayesopt_cache_alarm", "1 while the worker serves an experiment from memory that the store lost "
+            "(reason: missing_from_store or version_regressed); needs an operator.", ["experiment", "reason"],
+            multiprocess_mode="max", registry=r,
+        )
+        self.store_reachable = Gauge(
+            "bayesopt_store_reachable", "1 if the worker's last cache refresh reached the store, else 0.",
+            multiprocess_mode="min", registry=r,
+        )
+        self.store_reachable.set(1)
 
         # Per-request counts gather here and reach prometheus-client once per FLUSH_INTERVAL_S: in multiprocess
         # mode every prometheus write is a locked mmap write, several per request, which showed in the benchmark.
@@ -122,6 +132,12 @@ class ServingMetrics:
         self.cache_loads.labels(trigger).inc()
         if snapshot.current_version is not None:
             self.cache_version.labels(experiment).set(snapshot.current_version)
+
+    def on_alarm(self, experiment: str, reason: str, active: bool) -> None:
+        self.cache_alarms.labels(experiment, reason).set(1 if active else 0)
+
+    def on_store_health(self, reachable: bool) -> None:
+        self.store_reachable.set(1 if reachable else 0)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type (other workers' counts may lag by one flush)."""

@@ -15,6 +15,7 @@ from jobs.propose import DEFAULT_POLICY
 from jobs.refit import DEFAULT_ACTIVATION_DELAY_S, DEFAULT_LOCK_TTL_S, RefitOptions, refit_experiment
 from jobs.runs import Reason, RunRecord, RunStatus, outcome_table
 from jobs.settings import Settings
+from serving.logs import LOG_LEVELS, configure_logging
 
 #: Outcomes that need someone to look: :attr:`ExitCode.FAILURE`. Thin data or a busy period are normal and exit 0.
 PROBLEM_REASONS = frozenset({Reason.INVALID_DATA, Reason.FIT_FAILED, Reason.INVALID_DISTRIBUTION, Reason.LOCK_LOST, Reason.ERROR})
@@ -56,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _executor_flags(p)
     p.add_argument("--sync-seconds", type=float, default=60.0, help="how often to look for launched/paused experiments")
     p.add_argument("--run-for", type=float, default=None, help="stop after this many seconds (default: until signalled)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics (runs, durations, last publish, skips) on 127.0.0.1:PORT/metrics")
+    p.add_argument("--log-level", default=None, choices=LOG_LEVELS,
+                   help="log level (default $BAYESOPT_LOG_LEVEL, else info)")
     add_json_flag(p, "each run record (one JSON object per line)")
     _common(p)
     p.set_defaults(handler=cmd_scheduler)
@@ -151,8 +156,13 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     """Refit on each experiment's cron until signalled (or ``--run-for`` seconds)."""
     from jobs.scheduler import RefitScheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level or settings.environment.log_level, settings.environment.log_format)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    from jobs.metrics import SchedulerMetrics
+
+    metrics = SchedulerMetrics()
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -162,7 +172,7 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     scheduler = RefitScheduler(
         settings, None, pool=executor,
         policy=args.policy, options=_options(args),
-        sync_seconds=args.sync_seconds, on_record=_print_json_record if args.json else _print_record,
+        sync_seconds=args.sync_seconds, on_record=_print_json_record if args.json else _print_record, metrics=metrics,
     )
     scheduler.start()
     if not args.json:

@@ -20,12 +20,20 @@ from typing import Any
 from jobs.settings import Settings
 from serving.assignment import DEFAULT_COUPLING_HORIZON, MODES
 from serving.config import ServingConfig
+from serving.errors import ServingConfigError
+from serving.logs import LOG_LEVELS, configure_logging
 
 DEFAULT_BIND = "127.0.0.1:8000"
-#: Two sync workers suit the two-core machines this runs on; raise it with the cores.
+#: Two workers suit the two-core machines this runs on; raise it with the cores.
 DEFAULT_WORKERS = 2
-#: A worker silent for this long is restarted by gunicorn.
+#: Threads per gthread worker: a slow or stalled client holds one thread, not the worker (see docs/operations.md).
+DEFAULT_THREADS = 8
+#: A worker whose main loop is silent for this long is restarted by gunicorn.
 DEFAULT_TIMEOUT_S = 30
+#: Idle keep-alive connections wait in the worker's poller (no thread) this long for the next request.
+DEFAULT_KEEPALIVE_S = 15
+#: Hosts that count as loopback: without any token, ``serve`` binds only to these unless told otherwise.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -34,9 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the HTTP API under gunicorn (see docs/serving.md)")
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"host:port to listen on (default {DEFAULT_BIND})")
     p.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help=f"worker processes (default {DEFAULT_WORKERS})")
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="threads per worker; above 1 uses gunicorn's gthread worker (keep-alive) instead of sync")
+    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+                   help=f"threads per gthread worker: requests served at once per worker (default {DEFAULT_THREADS})")
     p.add_argument("--timeout", type=_positive_int, default=DEFAULT_TIMEOUT_S, help="seconds before a stuck worker is restarted")
+    p.add_argument("--keepalive", type=_positive_int, default=DEFAULT_KEEPALIVE_S,
+                   help=f"seconds an idle keep-alive connection is kept open (default {DEFAULT_KEEPALIVE_S})")
+    p.add_argument("--allow-open-writes", action="store_true",
+                   help="bind beyond loopback although no BAYESOPT_ADMIN_TOKEN / BAYESOPT_INGEST_TOKEN is set")
     p.add_argument("--poll-interval", type=float, default=None,
                    help="bound on cache staleness in seconds (default $BAYESOPT_POLL_INTERVAL_S, else the store's 5)")
     p.add_argument("--mode", choices=MODES, default=None,
@@ -46,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coupling-horizon", type=_positive_int, default=None,
                    help=f"versions per coupling block (default {DEFAULT_COUPLING_HORIZON})")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    p.add_argument("--log-level", default=None, choices=LOG_LEVELS,
+                   help="log level of gunicorn and the app (default $BAYESOPT_LOG_LEVEL, else info)")
     p.set_defaults(handler=cmd_serve)
 
 
@@ -57,7 +71,14 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run gunicorn in the foreground until it stops."""
+    """Run gunicorn in the foreground until it stops (exit 2 for an open server beyond loopback)."""
+    env = settings.environment
+    host = args.bind.rsplit(":", 1)[0] if ":" in args.bind else args.bind
+    if not (env.admin_token or env.ingest_token) and host not in LOOPBACK_HOSTS and not args.allow_open_writes:
+        raise ServingConfigError(f"--bind {args.bind}: no BAYESOPT_ADMIN_TOKEN or BAYESOPT_INGEST_TOKEN is set, so anyone "
+                         "reaching this address could write; set the tokens, bind to 127.0.0.1, or pass --allow-open-writes")
+    log_level = args.log_level or env.log_level
+    configure_logging(log_level, env.log_format)
     metrics_dir = settings.environment.metrics_multiprocess_dir
     own_dir = None
     if not metrics_dir:
@@ -71,20 +92,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return create_app(config)
 
     options = gunicorn_options(bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout,
-                               access_log=args.access_log)
+                               keepalive=args.keepalive, access_log=args.access_log, log_level=log_level)
     return run_gunicorn(load, options, cleanup=own_dir)
 
 
-def gunicorn_options(*, bind: str, workers: int, threads: int = 1, timeout: int = DEFAULT_TIMEOUT_S,
-                     access_log: bool = False) -> dict[str, Any]:
-    """The gunicorn settings ``bayesopt serve`` uses (the serving benchmark runs its bare app with the same)."""
+def gunicorn_options(*, bind: str, workers: int, threads: int = DEFAULT_THREADS, timeout: int = DEFAULT_TIMEOUT_S,
+                     keepalive: int = DEFAULT_KEEPALIVE_S, access_log: bool = False,
+                     log_level: str = "info") -> dict[str, Any]:
+    """The gunicorn settings ``bayesopt serve`` uses (the serving benchmark runs its bare app with the same).
+
+    Always the ``gthread`` worker: connections wait in a poller until a request arrives, and a request that
+    stalls (a slow body, a hung store on a write) holds one of ``threads`` threads, never the whole worker.
+    """
     return {
         "bind": bind,
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread" if threads > 1 else "sync",
+        "worker_class": "gthread",
         "timeout": timeout,
+        "keepalive": keepalive,
         "accesslog": "-" if access_log else None,
+        "loglevel": log_level,
         "proc_name": "bayesopt-serve",
     }
 

@@ -6,6 +6,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from typing import Any
 
 from param_store import ParamStore, VersionConflictError
 from param_store.embedded import EmbeddedRedis
@@ -16,7 +17,8 @@ READERS = 8
 PUBLISHES_PER_WRITER = 15
 #: Spreads the publishes over about a second, inside the readers' window however fast the machine is.
 PUBLISH_PAUSE_S = 0.04
-READ_SECONDS = 10.0
+#: Readers stop when the writers are done; this only bounds a run whose writers hang.
+READ_SECONDS_MAX = 120.0
 INCREMENTERS = 8
 INCREMENTS_EACH = 200
 
@@ -44,14 +46,14 @@ def _writer(socket_path: str, namespace: str, seed: int) -> None:
             pass  # another writer activated a newer version first: ours stays in the archive only
 
 
-def _reader(socket_path: str, namespace: str, seconds: float, out: mp.Queue) -> None:
+def _reader(socket_path: str, namespace: str, stop: Any, out: mp.Queue) -> None:
     store = _store(socket_path, namespace)
     spec = store.load_spec("feed")
     seen, problems = [], []
     seen.append(store.current("feed").version)
     out.put(("ready", None, None))
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + READ_SECONDS_MAX
+    while not stop.is_set() and time.monotonic() < deadline:
         dist = store.current("feed")  # parses and validates the whole record
         problems += dist.problems(spec)
         seen.append(dist.version)
@@ -64,7 +66,8 @@ def test_concurrent_publishers_and_readers_see_whole_versions_in_order(redis_ser
     store.publish(make_distribution(spec, store.next_version("feed")))
     queue: mp.Queue = CTX.Queue()
     sock, ns = str(redis_server.socket_path), store.namespace
-    readers = [CTX.Process(target=_reader, args=(sock, ns, READ_SECONDS, queue)) for _ in range(READERS)]
+    stop = CTX.Event()  # readers read until every writer is done, however slowly the writers start
+    readers = [CTX.Process(target=_reader, args=(sock, ns, stop, queue)) for _ in range(READERS)]
     writers = [CTX.Process(target=_writer, args=(sock, ns, s)) for s in range(WRITERS)]
     for p in readers:
         p.start()
@@ -74,6 +77,7 @@ def test_concurrent_publishers_and_readers_see_whole_versions_in_order(redis_ser
     for p in writers:
         p.join(120)
         assert p.exitcode == 0
+    stop.set()
     results = [queue.get(timeout=60)[1:] for _ in readers]  # drain before joining, or a reader blocks on exit
     for p in readers:
         p.join(60)

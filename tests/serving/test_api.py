@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from param_store import ExperimentState, ParamStore
+from serving.cache import LOAD_LOCK_STRIPES
 from tests.factories import make_rows, spec_dict
 from tests.serving.conftest import launch, publish
 
@@ -105,7 +106,7 @@ def test_observations_of_every_row_form_are_stored(store: ParamStore, live) -> N
         {"version": 1, "arm_id": "arm2", "metric": "sessions", "value": 0.0, "source": "simulation"},
     ]
     r = requests.post(f"{live.base_url}/v1/experiments/feed/observations", json={"rows": rows}, timeout=5)
-    assert r.status_code == 201 and r.json() == {"experiment": "feed", "accepted": 4}
+    assert r.status_code == 201 and r.json() == {"experiment": "feed", "accepted": 4, "duplicate": False, "batch_id": None}
     table = store.observations("feed").set_index(["arm_id", "metric", "source"])
     assert table.loc[("arm1", "sessions", "online"), "sum"] == 3.0
     assert table.loc[("control", "applies", "online"), "count"] == 100
@@ -141,6 +142,8 @@ def test_a_batch_with_one_bad_row_is_refused_whole(store: ParamStore, live, bad,
 def test_observations_need_a_rows_list_and_a_known_experiment(store: ParamStore, live) -> None:
     launch(store, "feed")
     r = requests.post(f"{live.base_url}/v1/experiments/feed/observations", json={"row": []}, timeout=5)
+    assert error_of(r, 422)["problems"] == ["row: unknown field; a batch has batch_id, rows"]
+    r = requests.post(f"{live.base_url}/v1/experiments/feed/observations", json={"rows": 5}, timeout=5)
     assert "rows: must be a list" in error_of(r, 422)["message"]
     r = requests.post(f"{live.base_url}/v1/experiments/ghost/observations", json={"rows": make_rows(1, "arm1", "sessions")}, timeout=5)
     assert error_of(r, 404)["code"] == "experiment_not_found"
@@ -239,7 +242,8 @@ def test_health_readiness_and_metrics(store: ParamStore, live) -> None:
     launch(store, "feed")
     assert requests.get(f"{live.base_url}/v1/health", timeout=5).json() == {"status": "ok"}
     ready = requests.get(f"{live.base_url}/v1/ready", timeout=5)
-    assert ready.status_code == 200 and ready.json()["checks"] == {"cache_warm": True, "redis": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"cache_warm": True, "store_reachable": True}
+    assert ready.json()["status"] == "ready" and ready.json()["alarms"] == []
     requests.get(f"{live.base_url}/v1/experiments/feed/params", params={"member_id": "1"}, timeout=5)
     text = requests.get(f"{live.base_url}/metrics", timeout=5).text
     assert 'bayesopt_http_requests_total{endpoint="api.params",method="GET",status="200"} 1.0' in text
@@ -267,3 +271,13 @@ def test_a_wrong_method_gets_405_json_with_allow(store: ParamStore, live) -> Non
     assert r.status_code == 405 and r.headers["Content-Type"].startswith("application/json")
     assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET"}
     assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_unknown_experiment_names_cannot_grow_a_worker(store: ParamStore, serve) -> None:
+    live = serve(negative_ttl_s=60.0, max_unknown_names=200)
+    client = live.app.test_client()
+    for i in range(1000):
+        assert client.get(f"/v1/experiments/ghost{i}/params?member_id=1").status_code == 404
+    sizes = live.ctx.cache.sizes()
+    assert 0 < sizes["unknown_names"] <= 200 and sizes["load_locks"] == LOAD_LOCK_STRIPES
+    assert sizes["snapshots"] == 0

@@ -6,9 +6,10 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from param_store import ParamStore
@@ -92,8 +93,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def flaky() -> Iterator[tuple[str, dict[str, int]]]:
-    """A server whose params endpoint fails twice with 503, whose observations endpoint always 503s."""
-    hits = {"params": 0, "observations": 0, "bad": 0}
+    """A server whose params endpoint fails twice with 503, whose observations and launch endpoints always 503."""
+    hits: dict[str, Any] = {"params": 0, "observations": 0, "bad": 0, "launch": 0, "keys": set()}
     app = Flask("flaky")
 
     @app.get("/v1/experiments/<name>/params")
@@ -107,6 +108,12 @@ def flaky() -> Iterator[tuple[str, dict[str, int]]]:
     @app.post("/v1/experiments/<name>/observations")
     def observations(name: str):
         hits["observations"] += 1
+        hits["keys"].add(request.headers.get("Idempotency-Key"))
+        return jsonify(error={"code": "store_unavailable", "message": "redis down", "problems": []}), 503
+
+    @app.post("/v1/experiments")
+    def launch():
+        hits["launch"] += 1
         return jsonify(error={"code": "store_unavailable", "message": "redis down", "problems": []}), 503
 
     @app.post("/v1/experiments/<name>/params/batch")
@@ -128,12 +135,15 @@ def test_reads_are_retried_on_5xx(flaky) -> None:
     assert hits["params"] == 3
 
 
-def test_writes_are_not_retried_once_sent_and_4xx_never(flaky) -> None:
+def test_observation_batches_are_retried_under_one_idempotency_key_and_4xx_never(flaky) -> None:
     url, hits = flaky
     client = ServingClient(url, retry=FAST_RETRY)
-    with pytest.raises(ServingHTTPError) as info:
+    with pytest.raises(ServingUnavailableClientError, match="after 3 attempts"):
         client.post_observations("feed", make_rows(1, "control", "sessions"))
-    assert info.value.status == 503 and hits["observations"] == 1
+    assert hits["observations"] == FAST_RETRY.attempts and len(hits["keys"]) == 1 and None not in hits["keys"]
+    with pytest.raises(ServingHTTPError) as info:  # launches (no idempotency key) are never retried once sent
+        client.launch({"name": "x"})
+    assert info.value.status == 503 and hits["launch"] == 1
     with pytest.raises(ServingHTTPError) as info:
         client.params_batch("feed", ["1"])
     assert info.value.code == "bad_request" and info.value.problems == ["member_ids: nope"] and hits["bad"] == 1

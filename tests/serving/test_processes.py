@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,41 +16,10 @@ from prometheus_client.mmap_dict import MmapedDict
 from param_store import EmbeddedRedis, ParamStore
 from serving import ServingClient
 from tests.serving.conftest import launch, member_ids
+from tests.serving.procs import start_serve, stop, wait_ready
 
 T0 = 1_700_000_000.0
 ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_serve(redis_url: str, namespace: str, workers: int, tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    metrics_dir = tmp / f"metrics-{port}"
-    metrics_dir.mkdir()
-    env = {**os.environ, "REDIS_URL": redis_url, "BAYESOPT_NAMESPACE": namespace, "BAYESOPT_HOME": str(tmp),
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    cmd = [sys.executable, "-m", "jobs.cli", "serve", "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--poll-interval", "0.5"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def wait_ready(proc: subprocess.Popen, url: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"bayesopt serve exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if requests.get(f"{url}/v1/ready", timeout=1).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still importing
-            pass
-        time.sleep(0.1)
-    raise AssertionError("bayesopt serve did not become ready")
 
 
 @pytest.fixture
@@ -65,13 +33,7 @@ def two_servers(redis_server: EmbeddedRedis, namespace: str, store: ParamStore, 
         yield [url for _, url in procs]
     finally:
         for proc, _ in procs:
-            proc.terminate()
-        for proc, _ in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 @pytest.mark.slow
@@ -80,9 +42,16 @@ def test_same_member_same_arm_from_separate_worker_processes(two_servers: list[s
     ids = member_ids(5000, "p")
     at = T0 + 60
     assert first.params_batch("feed", ids, at=at) == second.params_batch("feed", ids, at=at)
-    # Single requests spread over the first server's two workers (sync workers take turns on new connections).
-    for member in ids[:200]:
-        assert first.params("feed", member, at=at) == second.params("feed", member, at=at)
+    # Single requests over fresh connections, 8 at a time, so that both of the first server's workers accept some.
+    def compare(member: str) -> bool:
+        fresh = ServingClient(two_servers[0], session=requests.Session())
+        try:
+            return fresh.params("feed", member, at=at) == second.params("feed", member, at=at)
+        finally:
+            fresh.session.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(compare, ids[:200]))
     deadline = time.monotonic() + 5  # each worker flushes its counts once per second
     while (total := params_total(two_servers[0])) < 200 and time.monotonic() < deadline:
         time.sleep(0.2)

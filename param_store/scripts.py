@@ -75,9 +75,10 @@ if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
 return {1, ARGV[2]}
 """
 
-#: KEYS: spec, state, version counter, version 1 record, current, history, experiment set. ARGV: spec JSON,
-#: version 1 JSON, the state to start in, the experiment name, the channel. A launch in one step: nothing if the
-#: name is taken (returns 0), else spec, state, version 1, its activation and the announcement (returns 1).
+#: KEYS: spec, state, version counter, version 1 record, current, history (all in the experiment's slot). ARGV:
+#: spec JSON, version 1 JSON, the state to start in, the experiment name, the channel. A launch in one step:
+#: nothing if the name is taken (returns 0), else spec, state, version 1, its activation and the announcement
+#: (returns 1). The experiment set lives in another cluster slot: the caller adds the name to it first.
 LAUNCH = """
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -87,17 +88,16 @@ redis.call('SET', KEYS[4], ARGV[2])
 redis.call('SET', KEYS[5], 1)
 local now = redis.call('TIME')
 redis.call('ZADD', KEYS[6], string.format('%s.%06d', now[1], tonumber(now[2])), 1)
-redis.call('SADD', KEYS[7], ARGV[4])
 redis.call('PUBLISH', ARGV[5], 1)
 return 1
 """
 
-#: KEYS: state, experiment set, then every other key of the experiment. ARGV: the experiment name.
-#: Deletes them all if the state is still ``draft`` (returns 1); returns 0 and deletes nothing otherwise.
+#: KEYS: state, then every other key of the experiment (one cluster slot). Deletes them all if the state is
+#: still ``draft`` (returns 1); returns 0 and deletes nothing otherwise. The caller then drops the name from the
+#: experiment set (another slot).
 DELETE_DRAFT = """
 if redis.call('GET', KEYS[1]) ~= 'draft' then return 0 end
-for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 """

@@ -147,10 +147,10 @@ class ParamStore:
     # -- specs and lifecycle ---------------------------------------------------------------------------------
     def create_experiment(self, spec: ExperimentSpec) -> None:
         """Store a new experiment in the draft state; raises :class:`ExperimentExistsError` if the name is taken."""
+        self._redis.sadd(self._keys.experiments, spec.name)  # first: see list_experiments
         if not self._redis.set(self._keys.spec(spec.name), spec.to_json(), nx=True):
             raise ExperimentExistsError(f"experiment {spec.name!r} exists already")
         self._redis.set(self._keys.state(spec.name), ExperimentState.DRAFT.value)
-        self._redis.sadd(self._keys.experiments, spec.name)
 
     def launch(self, spec: ExperimentSpec, first: ParameterDistribution) -> None:
         """Store ``spec`` running with ``first`` as version 1, activated, in one atomic step (all or nothing).
@@ -164,8 +164,8 @@ class ParamStore:
                                        f"version {first.version}")
         spec_json, first_json = spec.to_json(), first.to_json()  # serialise (and so check) before writing
         k, name = self._keys, spec.name
-        keys = [k.spec(name), k.state(name), k.version_seq(name), k.version(name, 1), k.current(name), k.history(name),
-                k.experiments]
+        keys = [k.spec(name), k.state(name), k.version_seq(name), k.version(name, 1), k.current(name), k.history(name)]
+        self._redis.sadd(k.experiments, name)  # first: see list_experiments
         if not self._launch(keys=keys, args=[spec_json, first_json, ExperimentState.RUNNING.value, name, k.channel(name)]):
             raise ExperimentExistsError(f"experiment {name!r} exists already")
 
@@ -179,9 +179,10 @@ class ParamStore:
         self.state(name)  # ExperimentNotFoundError for an unknown name
         keys = [key for key in self._redis.scan_iter(match=self._keys.pattern(name), count=1000)
                 if key.decode() != self._keys.state(name)]
-        if not self._delete_draft(keys=[self._keys.state(name), self._keys.experiments, *keys], args=[name]):
+        if not self._delete_draft(keys=[self._keys.state(name), *keys]):
             raise InvalidTransitionError(f"experiment {name!r} is {self.state(name).value}, not a draft; only a draft "
                                          "can be deleted (end it instead)")
+        self._redis.srem(self._keys.experiments, name)
 
     def save_spec(self, spec: ExperimentSpec) -> None:
         """Replace the stored spec of an existing experiment (later refits use it; published versions keep their hash)."""
@@ -195,7 +196,16 @@ class ParamStore:
         return ExperimentSpec.from_json(raw.decode())
 
     def list_experiments(self) -> list[str]:
-        return sorted(m.decode() for m in self._redis.smembers(self._keys.experiments))
+        """The stored experiments, sorted.
+
+        The name set lives in its own cluster slot, so it cannot change in the same script as an experiment's
+        keys: a name is added before an experiment is written and removed after it is deleted. A crash between
+        the two leaves a name with nothing stored, which this filters out (never an experiment that is not
+        listed); it is not cleaned up, since a launch in progress looks just the same.
+        """
+        names = sorted(m.decode() for m in self._redis.smembers(self._keys.experiments))
+        states = self._mget([self._keys.state(n) for n in names]) if names else []
+        return [n for n, state in zip(names, states, strict=True) if state is not None]
 
     def exists(self, name: str) -> bool:
         return bool(self._redis.exists(self._keys.spec(name)))

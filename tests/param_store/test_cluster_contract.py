@@ -1,6 +1,6 @@
 """The store's contract on a real three-master Redis Cluster: the ``{name}`` hash tags proven, not assumed.
 
-Every test of ``test_store.py`` runs again here on a cluster client (``REDIS_URL=redis+cluster://...``), and
+Every test of ``test_store.py`` and ``test_atomic_writes.py`` runs again here on a cluster client (``REDIS_URL=redis+cluster://...``), and
 the tests below spread experiments over all three masters: reads across experiments, the refit lease, pub/sub
 announcements from any node, and a whole refit through the job on the cluster URL.
 """
@@ -19,11 +19,12 @@ from jobs.runs import Reason, RunStatus
 from param_store import ParamStore, VersionWatcher, make_client
 from tests.factories import make_distribution, make_spec
 from tests.jobs.helpers import launch, observe
-from tests.param_store import test_store
+from tests.param_store import test_atomic_writes, test_store
 from tests.redis_cluster import RedisClusterProcesses
 
 # The single-server contract, collected again in this module, where `store` and `raw_redis` are the cluster's.
-globals().update({name: fn for name, fn in vars(test_store).items() if name.startswith("test_")})
+for _module in (test_store, test_atomic_writes):
+    globals().update({name: fn for name, fn in vars(_module).items() if name.startswith("test_")})
 
 
 @pytest.fixture(scope="module")

@@ -309,6 +309,11 @@ class ParamStore:
         self._require(name)
         return observation_codec.decode(self._redis.hgetall(self._keys.observations(name)))
 
+    def observation_stats(self, name: str) -> list[ObservationStat]:
+        """The same statistics as :meth:`observations`, as records (no pandas: for serving's report route)."""
+        self._require(name)
+        return observation_codec.decode_stats(self._redis.hgetall(self._keys.observations(name)))
+
     # -- refit run records -----------------------------------------------------------------------------------
     def record_run(self, name: str, record: Mapping[str, Any]) -> None:
         """Prepend a JSON run record (refit status) and trim old ones."""

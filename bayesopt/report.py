@@ -12,8 +12,9 @@ served in (Simpson's paradox). Everything here compares within a window and then
   combined the same way (delta method, with the covariance of ``D`` and ``C``);
 - cumulative gain: ``sum_w N_w d_w``, what the mix added over serving control to the ``N_w`` members of each
   window (in the metric's units: extra sessions, extra applies);
-- sample ratio: per window, members per arm against ``N_w p_a`` (chi-square); summed over windows. A small
-  p-value means the assignment or the logging is broken and no lift above can be trusted.
+- sample ratio: per window, members per arm against ``N_w p_a`` (chi-square), and each arm's total over windows
+  against ``sum_w N_w p_aw``. A small p-value means the assignment or the logging is broken and no lift above
+  can be trusted.
 
 Members are the outcome counts of the first objective metric; observations are those of members in the
 experiment (out-of-experiment traffic is not in the rows). Only ``online`` rows count. Standard library only,
@@ -36,6 +37,8 @@ DEFAULT_CONFIDENCE = 0.95
 #: A sample-ratio p-value below this flags the assignment; 0.001 is the usual SRM alarm: at hourly checks a
 #: sound experiment raises a false alarm about once in six weeks.
 SRM_ALPHA = 1e-3
+#: Fewest members a chi-square cell may expect (the usual rule for Pearson's approximation).
+MIN_EXPECTED = 5.0
 
 
 @dataclass(frozen=True)
@@ -104,11 +107,25 @@ class _Window:
 
     def sample_ratio(self) -> dict[str, Any]:
         weights = {a.arm_id: a.weight for a in self.dist.arms if a.weight > 0}
-        chi2 = sum((self.members[a] - self.total * w) ** 2 / (self.total * w) for a, w in weights.items()) if self.total else 0.0
-        df = len(weights) - 1
-        return {"chi2": chi2, "df": df, "p_value": chi2_sf(chi2, df) if self.total and df > 0 else None,
-                "members": {a: self.members[a] for a in weights},
-                "expected": {a: self.total * w for a, w in weights.items()}}
+        expected = {a: self.total * w for a, w in weights.items()}
+        chi2, df = _chi2({a: self.members[a] for a in weights}, expected)
+        return {"chi2": chi2, "df": df, "p_value": chi2_sf(chi2, df) if df > 0 else None,
+                "members": {a: self.members[a] for a in weights}, "expected": expected}
+
+
+def _chi2(observed: Mapping[str, float], expected: Mapping[str, float]) -> tuple[float, int]:
+    """Pearson's statistic and its degrees of freedom; cells expecting fewer than :data:`MIN_EXPECTED` members
+    are merged into one (the chi-square approximation fails on smaller cells)."""
+    cells = sorted(((observed[a], e) for a, e in expected.items() if e >= MIN_EXPECTED), key=lambda c: c[1])
+    small = [(observed[a], e) for a, e in expected.items() if e < MIN_EXPECTED]
+    merged = (sum(o for o, _ in small), sum(e for _, e in small))
+    if merged[1] >= MIN_EXPECTED:
+        cells.append(merged)
+    elif small and cells:  # still too small: it joins the smallest cell
+        cells[0] = (cells[0][0] + merged[0], cells[0][1] + merged[1])
+    if len(cells) < 2:
+        return 0.0, 0
+    return sum((o - e) ** 2 / e for o, e in cells if e > 0), len(cells) - 1
 
 
 def combine(lifts: Sequence[_Lift], confidence: float) -> _Lift:
@@ -217,13 +234,21 @@ def _status(g: Guardrail, est: Estimate) -> str:
 
 
 def _sample_ratio(window_docs: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+    """Per window, and over the whole run: each arm's members summed over windows against ``sum_w N_w p_aw``
+    (a lasting skew, such as an arm losing a share of its events, shows in the totals long before any window)."""
     tested = [d for d in window_docs if d["sample_ratio"]["p_value"] is not None]
-    chi2 = sum(d["sample_ratio"]["chi2"] for d in tested)
-    df = sum(d["sample_ratio"]["df"] for d in tested)
-    p_value = chi2_sf(chi2, df) if df else None
+    observed: dict[str, float] = {}
+    expected: dict[str, float] = {}
+    for d in tested:
+        for arm, n in d["sample_ratio"]["members"].items():
+            observed[arm] = observed.get(arm, 0.0) + n
+            expected[arm] = expected.get(arm, 0.0) + d["sample_ratio"]["expected"][arm]
+    chi2, df = _chi2(observed, expected)
+    p_value = chi2_sf(chi2, df) if df > 0 else None
     flagged = [d["version"] for d in tested if d["sample_ratio"]["p_value"] < alpha]
     return {"chi2": chi2, "df": df, "p_value": p_value, "alpha": alpha, "flagged_versions": flagged,
-            "ok": p_value is None or (p_value >= alpha and not flagged)}
+            "members": observed, "expected": expected,
+            "ok": (p_value is None or p_value >= alpha) and not flagged}
 
 
 def pooled_mix_lift(stats: Iterable[ObservationStat], metric: str, *, control_arm_id: str = "control",

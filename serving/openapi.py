@@ -90,6 +90,24 @@ def _schemas(config: ServingConfig) -> dict[str, Any]:
     }
 
 
+# -- analysts' routes (serving/analysts.py) ----------------------------------------------------------------------
+def _analyst_paths() -> dict[str, Any]:
+    confidence = {"name": "confidence", "in": "query", "required": False,
+                  "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
+                  "description": "Confidence of every interval."}
+    report = {"type": "object", "description": "bayesopt.report.impact_report: per-window and combined lifts of "
+              "the served mix and each arm against control, cumulative gain, guardrail status, sample-ratio check.",
+              "properties": {k: {"type": t} for k, t in (
+                  ("experiment", "string"), ("state", "string"), ("current_version", "integer"),
+                  ("confidence", "number"), ("windows", "array"), ("combined", "object"), ("guardrails", "array"),
+                  ("cumulative_gain", "object"), ("sample_ratio", "object"))}}
+    return {
+        "/v1/experiments/{name}/report": {
+            "get": _op("Impact report: lifts stratified by window, cumulative gain, sample ratio.",
+                       _json(report, "The report."), errors=(400, 404), params=[_NAME, confidence])},
+    }
+
+
 def openapi_document(config: ServingConfig) -> dict[str, Any]:
     """The OpenAPI 3.0 document; limits in it come from ``config``."""
     member = {"name": "member_id", "in": "query", "required": True,
@@ -131,6 +149,7 @@ def openapi_document(config: ServingConfig) -> dict[str, Any]:
         "/metrics": {"get": _op("Prometheus metrics.", {"description": "Text exposition format.",
                                                         "content": {"text/plain": {"schema": {"type": "string"}}}})},
     }
+    paths.update(_analyst_paths())
     for action, verb in (("pause", "Pause: serve control to everyone."), ("resume", "Resume exploring."),
                          ("end", "End the experiment (final).")):
         paths[f"/v1/experiments/{{name}}/{action}"] = {

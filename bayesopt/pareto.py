@@ -11,7 +11,8 @@ Points: ``N`` Sobol points of the unit cube plus every arm observed and served (
 the models is dense and the arms can be located on it. Feasibility is the posterior probability that every
 guardrail holds, the product of the per-guardrail normal probabilities (``p_feasible``); the feasible region is
 where it reaches ``spec.policy.feasibility_threshold``. Bands add the control level's standard error to the
-GP's: every arm's effect is measured against the same control means, an error the points share.
+GP's: every arm's effect is measured against the same control means, an error the points share (control's own
+point, whose lift is zero by definition, excepted).
 """
 
 from __future__ import annotations
@@ -153,12 +154,13 @@ def pareto_analysis(
     points = pd.DataFrame({f"x.{k}": [from_unit(spec, u)[k] for u in X] for k in spec.parameter_names})
     points.insert(0, "arm_id", labels)
     p_feasible = np.ones(len(X))
+    is_control = np.array([label == CONTROL_ARM_ID for label in labels])
     for metric, model in models.items():
         mean, sd = level_posterior(model, np.vstack([to_unit(spec, spec.control), X]))
         s = scale[metric]
         # every arm's delta was taken against the same control means: their error is common to all points, and
         # the GP (which treats deltas as independent) leaves it out
-        common = pooled.metrics[metric].baseline_se
+        common = np.where(is_control, 0.0, pooled.metrics[metric].baseline_se)  # control's own lift is 0 exactly
         value, spread = s.value(mean[1:]), s.sd(np.sqrt(sd[1:] ** 2 + common**2))
         points[metric], points[f"{metric}_sd"] = value, spread
         points[f"{metric}_lower"], points[f"{metric}_upper"] = value - z * spread, value + z * spread
@@ -281,3 +283,22 @@ def frontier_curve(frontier_objective: np.ndarray, frontier_guardrail: np.ndarra
         if ok.any():
             out[i] = objective_sign * o[ok].max()
     return out
+
+
+def ship_candidate(spec: ExperimentSpec, analysis: ParetoAnalysis) -> dict[str, Any] | None:
+    """The arm a team would ship: of the arms served so far (control included), the one with the best predicted
+    first objective among those whose probability of meeting every guardrail reaches
+    ``spec.policy.feasibility_threshold``; with its predicted value and band of every metric. None if no served
+    arm qualifies."""
+    arms = analysis.points.dropna(subset=["arm_id"]).drop_duplicates("arm_id")
+    arms = arms[arms["p_feasible"] >= spec.policy.feasibility_threshold]
+    if arms.empty:
+        return None
+    objective = spec.objectives[0]
+    sign = 1.0 if objective.direction == "maximize" else -1.0
+    best = arms.loc[(sign * arms[objective.metric]).idxmax()]
+    metrics = {m: {"value": float(best[m]), "lower": float(best[f"{m}_lower"]), "upper": float(best[f"{m}_upper"]),
+                   "units": "relative lift" if analysis.scales[m].divisor != 1.0 else "level"}
+               for m in analysis.scales}
+    return {"arm_id": best["arm_id"], "values": {p: float(best[f"x.{p}"]) for p in spec.parameter_names},
+            "p_feasible": float(best["p_feasible"]), "predicted": metrics}

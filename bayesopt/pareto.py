@@ -10,9 +10,9 @@ control, ``delta(x) / baseline``; a guardrail in its own terms, the relative cha
 Points: ``N`` Sobol points of the unit cube plus every arm observed and served (``k``), so the frontier of
 the models is dense and the arms can be located on it. Feasibility is the posterior probability that every
 guardrail holds, the product of the per-guardrail normal probabilities (``p_feasible``); the feasible region is
-where it reaches ``spec.policy.feasibility_threshold``. Bands add the control level's standard error to the
-GP's: every arm's effect is measured against the same control means, an error the points share (control's own
-point, whose lift is zero by definition, excepted).
+where it reaches ``spec.policy.feasibility_threshold``. Bands and feasibility are the models' posterior, the same
+the policy acts on; like the policy, they treat each arm's noise as its own, although every arm is measured
+against the same control means (so they are narrower than the truth when control's own estimate is noisy).
 """
 
 from __future__ import annotations
@@ -154,14 +154,10 @@ def pareto_analysis(
     points = pd.DataFrame({f"x.{k}": [from_unit(spec, u)[k] for u in X] for k in spec.parameter_names})
     points.insert(0, "arm_id", labels)
     p_feasible = np.ones(len(X))
-    is_control = np.array([label == CONTROL_ARM_ID for label in labels])
     for metric, model in models.items():
         mean, sd = level_posterior(model, np.vstack([to_unit(spec, spec.control), X]))
         s = scale[metric]
-        # every arm's delta was taken against the same control means: their error is common to all points, and
-        # the GP (which treats deltas as independent) leaves it out
-        common = np.where(is_control, 0.0, pooled.metrics[metric].baseline_se)  # control's own lift is 0 exactly
-        value, spread = s.value(mean[1:]), s.sd(np.sqrt(sd[1:] ** 2 + common**2))
+        value, spread = s.value(mean[1:]), s.sd(sd[1:])
         points[metric], points[f"{metric}_sd"] = value, spread
         points[f"{metric}_lower"], points[f"{metric}_upper"] = value - z * spread, value + z * spread
     for g in spec.guardrails:
@@ -245,7 +241,7 @@ def _frontier(spec: ExperimentSpec, objective: str, g: Guardrail, scale: Mapping
 def _current(points: pd.DataFrame, current: ParameterDistribution | None) -> pd.DataFrame:
     if current is None:
         return points.iloc[0:0].assign(weight=[])
-    weights = {a.arm_id: a.weight for a in current.arms}
+    weights = {a.arm_id: a.weight for a in current.arms if a.weight > 0}
     rows = points[points["arm_id"].isin(weights)].drop_duplicates("arm_id")
     return rows.assign(weight=rows["arm_id"].map(weights)).reset_index(drop=True)
 

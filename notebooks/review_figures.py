@@ -41,6 +41,7 @@ def frontier_figure(analysis: ParetoAnalysis, frontier: Frontier) -> go.Figure:
                              line={"width": 0}, fillcolor="rgba(49,130,189,0.2)"))
     fig.add_trace(go.Scatter(x=_pct(pred[g]), y=_pct(pred[o]), mode="lines", name="predicted frontier",
                              line={"color": "#3182bd"}))
+    arms = _informative(arms, pts, (o, g))
     for frame, name, color in ((arms, "observed arms", "#636363"), (obs, "observed frontier", "#e6550d")):
         fig.add_trace(go.Scatter(
             x=_pct(frame[g]), y=_pct(frame[o]), mode="markers", name=name, text=frame["arm_id"],
@@ -59,6 +60,17 @@ def frontier_figure(analysis: ParetoAnalysis, frontier: Frontier) -> go.Figure:
                              line={"dash": "dash", "color": "#de2d26"}))
     fig.update_layout(title=f"{o} against {g}", xaxis_title=_axis(analysis, g), yaxis_title=_axis(analysis, o))
     return fig
+
+
+def _informative(arms: Any, points: Any, metrics: tuple[str, str]) -> Any:
+    """Observed arms whose intervals are narrower than half the models' range on both axes (arms served to a
+    handful of members have intervals that would swamp the figure; the report lists every arm)."""
+    keep = None
+    for m in metrics:
+        span = float(points[m].max() - points[m].min()) or 1.0
+        ok = (arms[f"{m}_upper"] - arms[f"{m}_lower"]) <= span
+        keep = ok if keep is None else keep & ok
+    return arms[keep]
 
 
 def _axis(analysis: ParetoAnalysis, metric: str) -> str:
@@ -119,41 +131,75 @@ def ship_figure(ship: dict[str, Any] | None, report: dict[str, Any]) -> go.Figur
     return fig
 
 
+#: Arms named in a PNG's legend (the heaviest); a long experiment serves dozens.
+MAX_LEGEND_ARMS = 8
+
+
 def save_pngs(figures: dict[str, go.Figure], out_dir: str | Path) -> list[Path]:
     """Draw each Plotly figure's traces with matplotlib into ``out_dir/<name>.png``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figures.items():
-        ax = plt.figure(figsize=(8, 5)).gca()
-        bars = [t for t in fig.data if t.type == "bar"]
-        for i, t in enumerate(bars):
-            offset = (i - (len(bars) - 1) / 2) * 0.35
-            xs = list(range(len(t.x)))
-            err = t.error_y.array if t.error_y and t.error_y.array is not None else None
-            ax.bar([x + offset for x in xs], t.y, width=0.35, label=t.name, yerr=err, capsize=3)
-            ax.set_xticks(xs, list(t.x))
-        for t in fig.data:
-            if t.type != "scatter":
-                continue
-            if t.stackgroup:
-                continue
-            if t.fill == "toself":
-                ax.fill(t.x, t.y, alpha=0.2, label=t.name)
-            elif t.mode == "lines":
-                ax.plot(t.x, t.y, label=t.name, linestyle="--" if t.line.dash else "-")
-            else:
-                ax.scatter(t.x, t.y, s=8, label=t.name)
-        stacked = [t for t in fig.data if t.type == "scatter" and t.stackgroup]
-        if stacked:
-            ax.stackplot(stacked[0].x, *[t.y for t in stacked], labels=[t.name for t in stacked])
+        ax = plt.figure(figsize=(9, 5.5)).gca()
+        _draw_bars(ax, [t for t in fig.data if t.type == "bar"])
+        _draw_scatters(ax, [t for t in fig.data if t.type == "scatter" and not t.stackgroup])
+        _draw_stack(ax, [t for t in fig.data if t.type == "scatter" and t.stackgroup])
         ax.set_title(fig.layout.title.text or name, fontsize=10)
         ax.set_xlabel(fig.layout.xaxis.title.text or "")
         ax.set_ylabel(fig.layout.yaxis.title.text or "")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         path = out / f"{name}.png"
         ax.figure.tight_layout()
         ax.figure.savefig(path, dpi=110)
         plt.close(ax.figure)
         paths.append(path)
     return paths
+
+
+def _draw_bars(ax: Any, bars: list[Any]) -> None:
+    for i, t in enumerate(bars):
+        offset = (i - (len(bars) - 1) / 2) * 0.35
+        xs = list(range(len(t.x)))
+        err = None
+        if t.error_y and t.error_y.array is not None:
+            err = [t.error_y.arrayminus, t.error_y.array] if t.error_y.arrayminus is not None else t.error_y.array
+        ax.bar([x + offset for x in xs], t.y, width=0.35, label=t.name, yerr=err, capsize=3)
+        ax.set_xticks(xs, list(t.x))
+    if bars:
+        ax.axhline(0.0, color="black", linewidth=0.8)
+
+
+def _draw_scatters(ax: Any, traces: list[Any]) -> None:
+    """Points, bands, lines and arms with error bars; the view is the models' points (far-off arms with a
+    handful of members would squash it)."""
+    view = [t for t in traces if t.name in ("feasible points", "infeasible points") and len(t.x)]
+    for t in traces:
+        if t.fill == "toself":
+            ax.fill(t.x, t.y, alpha=0.25, label=t.name, color="#3182bd")
+        elif t.mode == "lines":
+            ax.plot(t.x, t.y, label=t.name, linestyle="--" if t.line.dash else "-", color=t.line.color)
+        elif t.error_x and t.error_x.array is not None:
+            ax.errorbar(t.x, t.y, xerr=[t.error_x.arrayminus, t.error_x.array],
+                        yerr=[t.error_y.arrayminus, t.error_y.array], fmt="o", ms=4, label=t.name,
+                        color=t.marker.color, elinewidth=0.8, capsize=2)
+        elif t.name == "current distribution":
+            ax.scatter(t.x, t.y, s=[4 * v for v in t.marker.size], facecolors="none", edgecolors=t.marker.line.color,
+                       linewidths=1.5, label=t.name, zorder=5)
+        else:
+            ax.scatter(t.x, t.y, s=6, label=t.name, color=t.marker.color)
+    if view:
+        xs = [x for t in view for x in t.x] + [x for t in traces if t.name == "guardrail limit" for x in t.x]
+        ys = [y for t in view for y in t.y]
+        pad_x, pad_y = 0.15 * (max(xs) - min(xs) or 1.0), 0.15 * (max(ys) - min(ys) or 1.0)
+        ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
+        ax.set_ylim(min(ys) - pad_y, max(ys) + pad_y)
+
+
+def _draw_stack(ax: Any, traces: list[Any]) -> None:
+    if not traces:
+        return
+    heaviest = {t.name for t in sorted(traces, key=lambda t: -sum(t.y))[:MAX_LEGEND_ARMS]}
+    labels = [t.name if t.name in heaviest else "_nolegend_" for t in traces]
+    ax.stackplot(traces[0].x, *[t.y for t in traces], labels=labels)
+    ax.set_ylim(0.0, 1.0)

@@ -1,4 +1,5 @@
-"""The analysts' commands: ``launch --from-ax`` (its flags), ``export-ax`` and ``report``."""
+"""The analysts' commands: ``launch --from-ax`` (its flags), ``export-ax``, ``report``, and deciding and shipping:
+``pin``, ``freeze``, ``unfreeze``, ``ship`` (see :mod:`param_store.decisions`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=float, default=0.95, help="of every interval (default 0.95)")
     add_json_flag(p, "the report")
     p.set_defaults(handler=cmd_report)
+
+    for verb, help_text in (("pin", "serve one arm to everyone (a new version) and freeze"),
+                            ("ship", "end the experiment serving one arm, with the report stored beside it")):
+        p = sub.add_parser(verb, help=help_text)
+        p.add_argument("name", help=NAME_HELP)
+        p.add_argument("arm_id", help="an arm the experiment served (see bayesopt report)")
+        p.add_argument("--reason", default="", help="why (kept with the decision)")
+        add_json_flag(p, "the decision")
+        p.set_defaults(handler=cmd_decision, verb=verb)
+    for verb, help_text in (("freeze", "keep serving the current version; refits skip"),
+                            ("unfreeze", "let refits publish again")):
+        p = sub.add_parser(verb, help=help_text)
+        p.add_argument("name", help=NAME_HELP)
+        if verb == "freeze":
+            p.add_argument("--reason", default="", help="why (kept with the freeze)")
+        add_json_flag(p, "the new state")
+        p.set_defaults(handler=cmd_freeze, verb=verb)
 
 
 def add_ax_launch_flags(p: argparse.ArgumentParser) -> None:
@@ -101,3 +119,38 @@ def format_report(doc: dict[str, Any]) -> str:
         lifts = ", ".join(f"{m} {_interval(v['relative_lift'], True)}" for m, v in w["mix"].items())
         lines.append(f"  v{w['version']:<4} {iso_time(w['activated_at'])}  {w['members']:>8.0f} members  {lifts}")
     return "\n".join(lines)
+
+
+def cmd_decision(args: argparse.Namespace, settings: Settings) -> int:
+    """``pin`` or ``ship``."""
+    from param_store import decisions
+
+    store = settings.open_store()
+    if args.verb == "pin":
+        dist = decisions.pin(store, args.name, args.arm_id, reason=args.reason, by="cli")
+        doc = {"experiment": args.name, "version": dist.version, "arm_id": args.arm_id, "frozen": True}
+        text = f"{args.name}: version {dist.version} serves {args.arm_id} to everyone; frozen (unfreeze to refit)"
+    else:
+        doc = {"experiment": args.name, **decisions.ship(store, args.name, args.arm_id, reason=args.reason, by="cli")}
+        text = f"{args.name}: shipped {args.arm_id} (version {doc['version']}), ended; the report is kept with it"
+    if args.json:
+        print_json(doc)
+    else:
+        print(text)
+    return ExitCode.OK
+
+
+def cmd_freeze(args: argparse.Namespace, settings: Settings) -> int:
+    from param_store import decisions
+
+    store = settings.open_store()
+    if args.verb == "freeze":
+        decisions.freeze(store, args.name, reason=args.reason, by="cli")
+    else:
+        decisions.unfreeze(store, args.name)
+    doc = {"experiment": args.name, "frozen": args.verb == "freeze", "current_version": store.current_version(args.name)}
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"{args.name}: {'frozen at' if doc['frozen'] else 'unfrozen, refits resume from'} version {doc['current_version']}")
+    return ExitCode.OK

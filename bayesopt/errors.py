@@ -43,3 +43,10 @@ class ModelFitError(BayesoptError, RuntimeError):
 
 class InsufficientDataError(BayesoptError, ValueError):
     """There are too few observations to fit a model; keep the previous distribution."""
+
+
+class AxConversionError(ValidationError):
+    """An Ax experiment uses something the service cannot express (``problems`` names each); change it in Ax."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        super().__init__(problems, what="Ax experiment")

@@ -31,6 +31,7 @@ DISTRIBUTION = "bayesopt-service"
 COMMAND_GROUP = "bayesopt.commands"
 #: This package's command modules, each with ``register(subparsers)``.
 COMMAND_MODULES = (
+    "jobs.commands.analysts",
     "jobs.commands.experiment",
     "jobs.commands.redis_server",
     "jobs.commands.refit",

@@ -152,6 +152,10 @@ class _Refit:
         state = self.store.state(self.name)
         if state is not ExperimentState.RUNNING:
             return self.finish(RunStatus.SKIPPED, Reason.NOT_RUNNING, f"experiment is {state.value}")
+        frozen = self.store.frozen(self.name)
+        if frozen is not None:
+            return self.finish(RunStatus.SKIPPED, Reason.FROZEN, f"frozen ({frozen.get('kind')}) at version "
+                               f"{frozen.get('version')}: {frozen.get('reason') or 'no reason given'}; unfreeze to refit")
         spec = self.store.load_spec(self.name)
         period = Schedule(spec.refit.cron, self.options.period_seconds).period(period_time)
         self.base["period"] = period.id

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     """Why a run did not publish."""
 
     NOT_RUNNING = "not_running"  # paused, ended or draft
+    FROZEN = "frozen"  # an analyst froze or pinned the current version (param_store.decisions)
     LOCKED = "locked"  # another process is refitting this period
     DONE = "done"  # this period was refitted already
     UNCHANGED = "unchanged"  # same spec, same data, same period as the last refit

@@ -75,6 +75,14 @@ class Keys:
         """JSON warm-start state of the latest published fit (never pickle)."""
         return self._k(name, "model_state")
 
+    def frozen(self, name: str) -> str:
+        """Set while an analyst holds the current version (refits skip)."""
+        return self._k(name, "frozen")
+
+    def shipped(self, name: str) -> str:
+        """The ship decision: the arm, the version serving it, the reason and the report behind it."""
+        return self._k(name, "shipped")
+
     def channel(self, name: str) -> str:
         """Pub/sub channel announcing each newly activated version."""
         return self._k(name, "published")

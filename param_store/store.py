@@ -361,6 +361,31 @@ class ParamStore:
         new = old.replace(version=self.next_version(name), created_at=now, valid_from=now, source_version=version)
         return self.publish(new)
 
+    # -- analysts' decisions (param_store.decisions) --------------------------------------------------------
+    def set_frozen(self, name: str, frozen: bool, *, note: Mapping[str, Any] | None = None) -> None:
+        """Freeze (refits skip, the current version keeps serving) or unfreeze ``name``; ``note`` says who and why."""
+        self._require(name)
+        if frozen:
+            self._redis.set(self._keys.frozen(name), json.dumps(dict(note or {}), sort_keys=True, allow_nan=False))
+        else:
+            self._redis.delete(self._keys.frozen(name))
+
+    def frozen(self, name: str) -> dict[str, Any] | None:
+        """The note :meth:`set_frozen` stored while ``name`` is frozen, else None."""
+        raw = self._redis.get(self._keys.frozen(name))
+        return None if raw is None else json.loads(raw)
+
+    def save_shipped(self, name: str, doc: Mapping[str, Any]) -> None:
+        """Keep the ship decision of ``name`` (written once; raises :class:`VersionConflictError` if shipped)."""
+        body = json.dumps({"schema_version": 1, **doc}, sort_keys=True, allow_nan=False)
+        if not self._redis.set(self._keys.shipped(name), body, nx=True):
+            raise VersionConflictError(f"{name!r} was shipped already")
+
+    def shipped(self, name: str) -> dict[str, Any] | None:
+        """The ship decision :meth:`save_shipped` kept, or None."""
+        raw = self._redis.get(self._keys.shipped(name))
+        return None if raw is None else json.loads(raw)
+
     # -- observations ----------------------------------------------------------------------------------------
     def add_observations(self, name: str, rows: Iterable[Mapping[str, Any] | ObservationStat], *,
                          batch_id: str | None = None) -> int:
@@ -440,6 +465,11 @@ class ParamStore:
         """All statistics of the experiment, one row per (version, arm, metric, source); see ``STAT_COLUMNS``."""
         self._require(name)
         return observation_codec.decode(self._redis.hgetall(self._keys.observations(name)))
+
+    def observation_stats(self, name: str) -> list[ObservationStat]:
+        """The same statistics as :meth:`observations`, as records (no pandas: for serving's report route)."""
+        self._require(name)
+        return observation_codec.decode_stats(self._redis.hgetall(self._keys.observations(name)))
 
     # -- refit run records -----------------------------------------------------------------------------------
     def record_run(self, name: str, record: Mapping[str, Any]) -> None:

@@ -32,7 +32,7 @@ from param_store import (
     VersionNotFoundError,
     make_client,
 )
-from serving import admin, api
+from serving import admin, analysts, api
 from serving.cache import DistributionCache
 from serving.config import ServingConfig
 from serving.errors import ServingError
@@ -106,6 +106,7 @@ def create_app(config: ServingConfig, *, store: ParamStore | None = None) -> Fla
     app.extensions[EXTENSION_KEY] = ServingContext(config=config, store=store, cache=cache, metrics=metrics)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(analysts.blueprint)
     _register_ops(app)
     app.register_error_handler(Exception, handle_error)
     app.wsgi_app = _Instrumented(app.wsgi_app, metrics)  # type: ignore[method-assign]

@@ -147,6 +147,45 @@ def _schemas(config: ServingConfig) -> dict[str, Any]:
     }
 
 
+# -- analysts' routes (serving/analysts.py) ----------------------------------------------------------------------
+def _analyst_paths() -> dict[str, Any]:
+    confidence = {"name": "confidence", "in": "query", "required": False,
+                  "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
+                  "description": "Confidence of every interval."}
+    report = {"type": "object", "description": "bayesopt.report.impact_report: per-window and combined lifts of "
+              "the served mix and each arm against control, cumulative gain, guardrail status, sample-ratio check.",
+              "properties": {k: {"type": t} for k, t in (
+                  ("experiment", "string"), ("state", "string"), ("current_version", "integer"),
+                  ("confidence", "number"), ("windows", "array"), ("combined", "object"), ("guardrails", "array"),
+                  ("cumulative_gain", "object"), ("sample_ratio", "object"))}}
+    decision = {"type": "object", "required": ["arm_id"], "properties": {
+        "arm_id": {"type": "string", "description": "An arm the experiment served."},
+        "reason": {"type": "string", "description": "Why; kept with the decision."}}}
+    frozen = _json({"type": "object", "properties": {"experiment": {"type": "string"}, "frozen": {"type": "boolean"},
+                                                     "current_version": {"type": "integer"}}}, "The freeze state.")
+    return {
+        "/v1/experiments/{name}/report": {
+            "get": _op("Impact report: lifts stratified by window, cumulative gain, sample ratio.",
+                       _json(report, "The report."), errors=(400, 404), params=[_NAME, confidence])},
+        "/v1/experiments/{name}/pin": {
+            "post": _op("Serve one arm to everyone (a new version, recorded as an override) and freeze.",
+                        _json({"type": "object"}, "The pinned version."), errors=(400, 401, 404), params=[_NAME],
+                        body=decision, admin=True)},
+        "/v1/experiments/{name}/ship": {
+            "post": _op("End the experiment serving one arm; the impact report is stored with the decision.",
+                        _json({"type": "object"}, "The decision (without the report)."), errors=(400, 401, 404, 409),
+                        params=[_NAME], body=decision, admin=True)},
+        "/v1/experiments/{name}/shipped": {
+            "get": _op("The ship decision with the report it was made on.", _json({"type": "object"}, "The decision."),
+                       errors=(404,), params=[_NAME])},
+        "/v1/experiments/{name}/freeze": {
+            "post": _op("Keep serving the current version; refits skip.", frozen, errors=(400, 401, 404), params=[_NAME],
+                        admin=True)},
+        "/v1/experiments/{name}/unfreeze": {
+            "post": _op("Let refits publish again.", frozen, errors=(401, 404), params=[_NAME], admin=True)},
+    }
+
+
 def openapi_document(config: ServingConfig) -> dict[str, Any]:
     """The OpenAPI 3.0 document; limits in it come from ``config``."""
     member = {"name": "member_id", "in": "query", "required": True,
@@ -203,6 +242,7 @@ def openapi_document(config: ServingConfig) -> dict[str, Any]:
         "/metrics": {"get": operation("Prometheus metrics.", {"description": "Text exposition format.",
                                                               "content": {"text/plain": {"schema": {"type": "string"}}}})},
     }
+    paths.update(_analyst_paths())
     for action, verb in (("pause", "Pause: serve control to everyone."), ("resume", "Resume exploring."),
                          ("end", "End the experiment (final).")):
         paths[f"/v1/experiments/{{name}}/{action}"] = {

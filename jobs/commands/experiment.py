@@ -6,7 +6,9 @@ import argparse
 from typing import Any
 
 from bayesopt.distribution import ParameterDistribution
+from bayesopt.errors import ValidationError
 from jobs.commands import ExitCode, add_json_flag, iso_time, print_json, seconds
+from jobs.commands.analysts import add_ax_launch_flags, launch_from_ax_args
 from jobs.settings import Settings
 from param_store import ExperimentState, ParamStore
 
@@ -19,8 +21,9 @@ NAME_HELP = "experiment name (as in its spec)"
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the lifecycle commands to the ``bayesopt`` subcommands."""
-    p = sub.add_parser("launch", help="validate a spec (YAML/JSON), store it and publish version 1")
-    p.add_argument("spec", help="path to the experiment spec (.yaml, .yml or .json)")
+    p = sub.add_parser("launch", help="validate a spec (YAML/JSON) or an Ax experiment, store it and publish version 1")
+    p.add_argument("spec", nargs="?", help="path to the experiment spec (.yaml, .yml or .json)")
+    add_ax_launch_flags(p)
     add_json_flag(p, "the published distribution")
     p.set_defaults(handler=cmd_launch)
 
@@ -86,7 +89,12 @@ def cmd_launch(args: argparse.Namespace, settings: Settings) -> int:
     """Launch the spec at ``args.spec`` and show version 1."""
     from param_store.launch import launch_experiment
 
-    dist = launch_experiment(settings.open_store(), args.spec)
+    if (args.spec is None) == (args.from_ax is None):
+        raise ValidationError("launch: give a spec file or --from-ax FILE (one of them)", what="arguments")
+    if args.from_ax is not None:
+        dist = launch_from_ax_args(settings.open_store(), args)
+    else:
+        dist = launch_experiment(settings.open_store(), args.spec)
     if args.json:
         print_json(dist.to_dict())
     else:

@@ -32,6 +32,7 @@ COMMAND_GROUP = "bayesopt.commands"
 #: This package's command modules, each with ``register(subparsers)``.
 COMMAND_MODULES = (
     "jobs.commands.experiment",
+    "jobs.commands.observations",
     "jobs.commands.redis_server",
     "jobs.commands.refit",
     "jobs.commands.serve",

@@ -53,6 +53,10 @@ class Keys:
     def observations(self, name: str) -> str:
         return self._k(name, "obs")
 
+    def simulator_observations(self, name: str) -> str:
+        """Hash of simulator statistics per (run, parameter values, metric); see ``param_store.simulator_codec``."""
+        return self._k(name, "simobs")
+
     def runs(self, name: str) -> str:
         return self._k(name, "runs")
 

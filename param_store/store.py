@@ -17,8 +17,9 @@ import redis
 
 from bayesopt.distribution import ParameterDistribution
 from bayesopt.observations import ObservationStat, merge, parse_rows
+from bayesopt.simulator_observations import parse_simulator_rows
 from bayesopt.spec import ExperimentSpec
-from param_store import observation_codec, scripts
+from param_store import observation_codec, scripts, simulator_codec
 from param_store.connection import UNAVAILABLE_ERRORS, make_client, store_boundary
 from param_store.errors import (
     ExperimentExistsError,
@@ -308,6 +309,34 @@ class ParamStore:
         """All statistics of the experiment, one row per (version, arm, metric, source); see ``STAT_COLUMNS``."""
         self._require(name)
         return observation_codec.decode(self._redis.hgetall(self._keys.observations(name)))
+
+    # -- simulator observations ------------------------------------------------------------------------------
+    def add_simulator_observations(self, name: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Validate simulator rows against the experiment's spec and add them in one transaction.
+
+        Rows are keyed by (run, parameter values, metric), not by a served version (see
+        ``bayesopt.simulator_observations``). A batch with any bad row is refused whole, with every problem named;
+        returns the number of rows stored.
+        """
+        rows = list(rows)
+        stats = parse_simulator_rows(self.load_spec(name), rows)
+        pipe = self._redis.pipeline(transaction=True)
+        key = self._keys.simulator_observations(name)
+        for s in stats:
+            for field, amount in simulator_codec.increments(s):
+                pipe.hincrbyfloat(key, field, amount)
+        pipe.execute()
+        return len(rows)
+
+    def simulator_observations(self, name: str) -> pd.DataFrame:
+        """All simulator statistics of the experiment (``SIMULATOR_COLUMNS`` plus ``x.<name>`` per parameter)."""
+        spec = self.load_spec(name)
+        return simulator_codec.decode(self._redis.hgetall(self._keys.simulator_observations(name)), spec.parameter_names)
+
+    def clear_simulator_observations(self, name: str) -> int:
+        """Forget every simulator row of the experiment; returns 1 if there were any."""
+        self._require(name)
+        return int(self._redis.delete(self._keys.simulator_observations(name)))
 
     # -- refit run records -----------------------------------------------------------------------------------
     def record_run(self, name: str, record: Mapping[str, Any]) -> None:

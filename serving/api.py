@@ -6,14 +6,18 @@ import hashlib
 import json
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 
 from bayesopt.errors import ObservationValidationError
+from bayesopt.simulator_observations import SIMULATION
 from serving.assignment import Assignment, ServingSnapshot, canonical_member_id
 from serving.errors import BadRequestError, BatchTooLargeError
 from serving.http import context, json_response, query_params, read_json_object, request_time
+
+if TYPE_CHECKING:
+    from param_store import ParamStore
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1/experiments")
 
@@ -122,9 +126,22 @@ def observations(name: str) -> Response:
     rows = doc.get("rows")
     if not isinstance(rows, list):
         raise ObservationValidationError(f"rows: must be a list of observation rows, got {type(rows).__name__}")
-    stored = ctx.store.add_observations(name, rows)
+    stored = _store_rows(ctx.store, name, rows)
     ctx.metrics.observation_rows.labels(name).inc(stored)
     return json_response({"experiment": name, "accepted": stored}, status=201)
+
+
+def _store_rows(store: ParamStore, name: str, rows: list[Any]) -> int:
+    """Online rows go to the per-version statistics, ``source=simulation`` rows to the simulator ones (keyed
+    by run and parameter values); a batch is one or the other, so that it is stored or refused whole."""
+    simulated = [isinstance(r, dict) and r.get("source") == SIMULATION for r in rows]
+    if not any(simulated):
+        return store.add_observations(name, rows)
+    if not all(simulated):
+        online = [i for i, s in enumerate(simulated) if not s][:5]
+        raise ObservationValidationError(f"rows: a batch is all source=simulation or all online; rows {online} are not "
+                                         f"simulation rows (send them in a separate batch)")
+    return store.add_simulator_observations(name, rows)
 
 
 def _document(snapshot: ServingSnapshot) -> tuple[bytes, str]:

@@ -78,8 +78,19 @@ def _schemas(config: ServingConfig) -> dict[str, Any]:
                                ("version", "integer"), ("arm_id", "string"), ("metric", "string"), ("source", "string"),
                                ("count", "number"), ("sum", "number"), ("sum_sq", "number"), ("mean", "number"),
                                ("std_error", "number"), ("value", "number"))}},
+        "SimulatorObservationRow": {"type": "object", "required": ["source", "run", "parameters", "metric"],
+                                    "description": "A simulator row (source=simulation), keyed by run and parameter "
+                                                   "values; statistics as in ObservationRow.",
+                                    "properties": {
+                                        "source": {"type": "string", "enum": ["simulation"]}, "run": {"type": "string"},
+                                        "parameters": {"type": "object", "additionalProperties": {"type": "number"}},
+                                        **{k: {"type": t} for k, t in (
+                                            ("metric", "string"), ("count", "number"), ("sum", "number"), ("sum_sq", "number"),
+                                            ("mean", "number"), ("std_error", "number"), ("value", "number"))}}},
         "ObservationBatch": {"type": "object", "required": ["rows"],
-                             "properties": {"rows": {"type": "array", "items": _ref("ObservationRow")}}},
+                             "description": "All online rows, or all simulator rows.",
+                             "properties": {"rows": {"type": "array", "items": {
+                                 "oneOf": [_ref("ObservationRow"), _ref("SimulatorObservationRow")]}}}},
         "ExperimentSummary": {"type": "object", "properties": {
             "name": {"type": "string"}, "state": {"type": "string"}, "current_version": {"type": "integer", "nullable": True}}},
         "Status": {"type": "object", "properties": {

@@ -22,7 +22,8 @@ PRODUCTION = ("bayesopt", "param_store", "serving", "jobs")
 #: What a serving replica or the store must never load: model code and its numerics.
 HEAVY = {"torch", "botorch", "gpytorch", "ax", "scipy"}
 #: Modules of bayesopt that are model code by design (they load torch); the rest of it must stay light.
-MODEL_MODULES = {"policy", "gp", "thompson", "posterior_draws", "screening", "selection", "diagnostics", "device"}
+MODEL_MODULES = {"policy", "gp", "thompson", "posterior_draws", "screening", "selection", "diagnostics", "device",
+                 "gp_parts", "multitask", "guard", "model_choice"}
 
 
 def modules_of(package: str) -> list[str]:

@@ -21,7 +21,15 @@ from bayesopt.errors import ModelFitError
 from bayesopt.gp import STATE_VERSION, fit_models, model_state
 from bayesopt.gp_parts import MetricModel
 from bayesopt.guard import decide, loo_score
-from bayesopt.multitask import SimulatorData, TargetTaskModel, fit_multitask, hyperparameters, simulator_bias, simulator_data, summarise
+from bayesopt.multitask import (
+    SimulatorData,
+    TargetTaskModel,
+    fit_multitask,
+    hyperparameters,
+    simulator_bias,
+    simulator_data,
+    summarise,
+)
 from bayesopt.pooling import MetricData, PooledData
 from bayesopt.spec import ExperimentSpec
 
@@ -30,11 +38,13 @@ MODEL_ONLINE, MODEL_MULTITASK = "online", "multitask"
 
 @dataclass(frozen=True)
 class FittedModels:
-    """The model of each metric, the JSON ``model_state`` for the next refit, and the per-metric report."""
+    """The model of each metric, the JSON ``model_state`` for the next refit, the per-metric report, and every
+    fitted multi-task model (used or not)."""
 
     models: dict[str, MetricModel]
     state: dict[str, Any]
     simulator: dict[str, dict[str, Any]]
+    multitask: dict[str, TargetTaskModel]
 
 
 def fit_metric_models(
@@ -46,6 +56,7 @@ def fit_metric_models(
     sims = simulator_data(spec, table) if spec.simulator_metrics else {}
     reports: dict[str, dict[str, Any]] = {}
     multitask_state: dict[str, Any] = {}
+    multitask: dict[str, TargetTaskModel] = {}
     for metric, data in pooled.metrics.items():
         if metric not in spec.simulator_metrics:
             continue
@@ -59,12 +70,12 @@ def fit_metric_models(
         except ModelFitError as exc:
             reports[metric] = {"model": MODEL_ONLINE, "reason": f"multi-task fit failed: {exc}", **_counts(sim, summary)}
             continue
-        multitask_state[metric] = hyperparameters(target)
+        multitask_state[metric], multitask[metric] = hyperparameters(target), target
         reports[metric] = _report(data, sim, summary, target, online[metric], models)
     state = model_state(online)
     if multitask_state:
         state["multitask"] = multitask_state
-    return FittedModels(models, state, reports)
+    return FittedModels(models, state, reports, multitask)
 
 
 def _report(data: MetricData, sim: SimulatorData, summary: SimulatorData, target: TargetTaskModel,

@@ -33,9 +33,9 @@ from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, no
 from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import exact_linalg
 from bayesopt.gp_parts import MetricModel
-from bayesopt.model_choice import fit_metric_models
 from bayesopt.lattice import from_unit, indices_to_unit, parse_arm_id, snap, to_unit
 from bayesopt.launch_design import initial_proposal
+from bayesopt.model_choice import fit_metric_models
 from bayesopt.pooling import PooledData, modelled_metrics, pool
 from bayesopt.proposal import Proposal
 from bayesopt.selection import guard_threshold

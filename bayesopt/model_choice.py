@@ -80,13 +80,14 @@ def fit_metric_models(
 
 def _report(data: MetricData, sim: SimulatorData, summary: SimulatorData, target: TargetTaskModel,
             online: MetricModel, models: dict[str, MetricModel]) -> dict[str, Any]:
-    decision = decide(loo_score(online), loo_score(target))
+    correlation = target.correlation()
+    decision = decide(loo_score(online), loo_score(target), correlation)
     if decision.use_multitask:
         models[data.metric] = target
     return {
         "model": MODEL_MULTITASK if decision.use_multitask else MODEL_ONLINE,
         "reason": decision.reason,
-        "correlation": _finite(target.correlation()),
+        "correlation": _finite(correlation),
         "bias": {k: _finite(v) for k, v in simulator_bias(target, data).items()},
         "cross_validation": {MODEL_ONLINE: decision.online.to_dict(), MODEL_MULTITASK: decision.multitask.to_dict()},
         **_counts(sim, summary),

@@ -106,10 +106,9 @@ def _moments(stats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def simulator_table(spec: ExperimentSpec, sim: pd.DataFrame) -> pd.DataFrame:
     """Simulator statistics (``param_store``'s simulator frame) as model-table rows with ``source`` ``simulation``.
 
-    Simulator rows have no served window: ``window`` is 0 and ``arm_id`` holds the simulator run. Only metrics of
-    ``spec.simulator_metrics`` are kept: the spec says which metrics a simulator may inform.
+    Simulator rows have no served window: ``window`` is 0 and ``arm_id`` holds the simulator run. Every metric's
+    rows are kept; the models use those of ``spec.simulator_metrics`` and report the others as ignored.
     """
-    sim = sim[sim["metric"].isin(spec.simulator_metrics)].reset_index(drop=True)
     count, mean, std_error = _moments(sim)
     table = pd.DataFrame({"window": np.zeros(len(sim), dtype=int), "arm_id": sim["run"].astype(str).to_numpy(),
                           "metric": sim["metric"].astype(str).to_numpy(), "source": "simulation",

@@ -13,17 +13,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from botorch.models import SingleTaskGP
 
 from bayesopt.device import as_tensor, to_numpy
-from bayesopt.gp import exact_linalg, lengthscales
+from bayesopt.gp import exact_linalg
+from bayesopt.gp_parts import MetricModel, lengthscales
 from bayesopt.pooling import MetricData
 
 #: Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
 
 
-def level_posterior(model: SingleTaskGP, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def level_posterior(model: MetricModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of ``delta(x) - delta(control)`` at ``k`` arms.
 
     Args:
@@ -43,7 +43,7 @@ def level_posterior(model: SingleTaskGP, X: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def arm_diagnostics(
-    models: Mapping[str, SingleTaskGP],
+    models: Mapping[str, MetricModel],
     data: Mapping[str, MetricData],
     arm_ids: list[str],
     X: np.ndarray,
@@ -71,7 +71,7 @@ def arm_diagnostics(
     return out
 
 
-def model_summary(models: Mapping[str, SingleTaskGP], data: Mapping[str, MetricData]) -> dict[str, Any]:
+def model_summary(models: Mapping[str, MetricModel], data: Mapping[str, MetricData]) -> dict[str, Any]:
     """Per metric: the control baseline (and its standard error), arms used, fitted lengthscales."""
     return {
         m: {

@@ -76,11 +76,7 @@ def observation_table(
     missing = sorted(set(stats["arm_id"]) - set(arm_values)) if len(stats) else []
     if missing:
         raise ObservationValidationError([f"arm_id: no parameter values known for arm {a!r}" for a in missing])
-    count = stats["count"].astype(float).to_numpy()
-    total = stats["sum"].astype(float).to_numpy()
-    total_sq = stats["sum_sq"].astype(float).to_numpy()
-    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    var = np.where(count > 1, (total_sq - total * mean) / np.maximum(count - 1, 1), 0.0)
+    count, mean, std_error = _moments(stats)
     table = pd.DataFrame(
         {
             "window": stats["version"].astype(int).to_numpy(),
@@ -89,9 +85,34 @@ def observation_table(
             "source": stats["source"].astype(str).to_numpy(),
             "count": count,
             "mean": mean,
-            "std_error": np.sqrt(np.maximum(var, 0.0) / np.maximum(count, 1)),
+            "std_error": std_error,
         }
     )
     for p in spec.parameters:
         table[param_column(p.name)] = [float(arm_values[a][p.name]) for a in table["arm_id"]]
     return table.sort_values(["window", "metric", "arm_id", "source"], kind="stable").reset_index(drop=True)
+
+
+def _moments(stats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` counts, means and standard errors of the mean from ``count``, ``sum`` and ``sum_sq`` columns."""
+    count = stats["count"].astype(float).to_numpy()
+    total = stats["sum"].astype(float).to_numpy()
+    total_sq = stats["sum_sq"].astype(float).to_numpy()
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    var = np.where(count > 1, (total_sq - total * mean) / np.maximum(count - 1, 1), 0.0)
+    return count, mean, np.sqrt(np.maximum(var, 0.0) / np.maximum(count, 1))
+
+
+def simulator_table(spec: ExperimentSpec, sim: pd.DataFrame) -> pd.DataFrame:
+    """Simulator statistics (``param_store``'s simulator frame) as model-table rows with ``source`` ``simulation``.
+
+    Simulator rows have no served window: ``window`` is 0 and ``arm_id`` holds the simulator run. Every metric's
+    rows are kept; the models use those of ``spec.simulator_metrics`` and report the others as ignored.
+    """
+    count, mean, std_error = _moments(sim)
+    table = pd.DataFrame({"window": np.zeros(len(sim), dtype=int), "arm_id": sim["run"].astype(str).to_numpy(),
+                          "metric": sim["metric"].astype(str).to_numpy(), "source": "simulation",
+                          "count": count, "mean": mean, "std_error": std_error})
+    for name in spec.parameter_names:
+        table[param_column(name)] = sim[param_column(name)].to_numpy(float)
+    return table

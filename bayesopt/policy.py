@@ -3,7 +3,8 @@
 :class:`GPPolicy` (a :class:`~bayesopt.proposal.RefitPolicy`) runs ``pool -> fit -> candidates -> Thompson sampling -> allocation -> diagnostics``:
 
 - :mod:`bayesopt.pooling` (with :mod:`bayesopt.noise`): per-arm effects relative to control, pooled over windows;
-- :mod:`bayesopt.gp`: one GP per metric with known noise, warm-started;
+- :mod:`bayesopt.gp`: one GP per metric with known noise, warm-started; :mod:`bayesopt.model_choice` swaps in
+  the multi-task GP (:mod:`bayesopt.multitask`) where simulator data pass the guard (:mod:`bayesopt.guard`);
 - :mod:`bayesopt.candidates`: lattice candidates (known arms, neighbours of the best, Sobol fill);
 - :mod:`bayesopt.thompson` (with :mod:`bayesopt.posterior_draws`, :mod:`bayesopt.selection`): joint draws and winners;
 - :mod:`bayesopt.allocation`: merging under the arm cap, control share, risk budget;
@@ -22,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from botorch.models import SingleTaskGP
 from scipy.stats import norm
 
 from bayesopt.allocation import Allocation, allocate
@@ -31,9 +31,11 @@ from bayesopt.device import as_tensor, seeded, to_numpy
 from bayesopt.diagnostics import arm_diagnostics, model_summary
 from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights
 from bayesopt.errors import InsufficientDataError
-from bayesopt.gp import exact_linalg, fit_models, model_state
+from bayesopt.gp import exact_linalg
+from bayesopt.gp_parts import MetricModel
 from bayesopt.lattice import from_unit, indices_to_unit, parse_arm_id, snap, to_unit
 from bayesopt.launch_design import initial_proposal
+from bayesopt.model_choice import fit_metric_models
 from bayesopt.pooling import PooledData, modelled_metrics, pool
 from bayesopt.proposal import Proposal
 from bayesopt.selection import guard_threshold
@@ -85,22 +87,25 @@ class GPPolicy:
             raise InsufficientDataError(f"no arm besides control has data on metric(s) {missing}; keep the previous distribution")
         with seeded(seed):
             t0 = time.perf_counter()
-            models = fit_models(pooled.metrics, dict(warm_start) if warm_start else None)
+            fitted = fit_metric_models(spec, pooled, table, dict(warm_start) if warm_start else None)
+            models = fitted.models
             t1 = time.perf_counter()
             cands = candidates_for(spec, pooled, models, previous, seed)
             result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws)
             t2 = time.perf_counter()
         alloc = allocate(spec, result.wins, snap(spec, cands.X), result.p_feasible)
         arms, diagnostics = proposed_arms(spec, cands, alloc, result, models, pooled)
+        for metric, report in fitted.simulator.items():
+            diagnostics["models"][metric]["simulator"] = report
         timings = {"pool": t_pool, "fit": t1 - t0, "sample": t2 - t1, "total": time.perf_counter() - start}
-        return Proposal(arms=arms, diagnostics=diagnostics, model_state=model_state(models), timings=timings,
+        return Proposal(arms=arms, diagnostics=diagnostics, model_state=fitted.state, timings=timings,
                         num_observations=pooled.num_rows)
 
 
 def candidates_for(
     spec: ExperimentSpec,
     pooled: PooledData,
-    models: Mapping[str, SingleTaskGP],
+    models: Mapping[str, MetricModel],
     previous: ParameterDistribution | None,
     seed: int,
 ) -> Candidates:
@@ -122,7 +127,7 @@ def candidates_for(
                             safe_centers=safe_centers(spec, pooled, models), radius=spec.policy.initial_radius, seed=seed)
 
 
-def safe_centers(spec: ExperimentSpec, pooled: PooledData, models: Mapping[str, SingleTaskGP]) -> np.ndarray | None:
+def safe_centers(spec: ExperimentSpec, pooled: PooledData, models: Mapping[str, MetricModel]) -> np.ndarray | None:
     """Unit points ``r x d``: control and the observed arms whose marginal probability of meeting every
     guardrail is at least ``policy.feasibility_threshold`` (the product over guardrails of ``Phi(slack / sd)``
     at the arm, where its own data speak).
@@ -153,7 +158,7 @@ def proposed_arms(
     cands: Candidates,
     alloc: Allocation,
     result: SamplingResult,
-    models: Mapping[str, SingleTaskGP],
+    models: Mapping[str, MetricModel],
     pooled: PooledData,
 ) -> tuple[tuple[Arm, ...], dict[str, Any]]:
     """``alloc``'s arms (control first) and the per-arm and per-model diagnostics."""

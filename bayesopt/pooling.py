@@ -159,7 +159,8 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
     Metrics that no arm besides control has been observed on are left out of ``metrics``.
     """
     online = table[table["source"] == "online"].reset_index(drop=True)
-    dropped = {"simulation_rows": int(len(table) - len(online))}
+    unnamed = (table["source"] != "online") & ~table["metric"].isin(spec.simulator_metrics)
+    dropped = {"simulation_rows": int(unnamed.sum())}  # simulator rows of metrics the spec lets a simulator inform are not ignored
     if online.empty:
         return PooledData({}, 0, dropped)
     online = online[online["metric"].isin(modelled_metrics(spec))].reset_index(drop=True)

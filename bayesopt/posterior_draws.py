@@ -27,12 +27,12 @@ import copy
 from collections.abc import Iterator, Sequence
 
 import torch
-from botorch.models import SingleTaskGP
 from botorch.sampling.pathwise.features import gen_kernel_features
 from linear_operator.utils.cholesky import psd_safe_cholesky
 
 from bayesopt.device import SAMPLE_DTYPE
 from bayesopt.gp import exact_linalg
+from bayesopt.gp_parts import MetricModel, gp_parts, model_inputs
 
 #: Random Fourier features per map (BoTorch's default); one map's prior error is ~ 1/sqrt(F).
 NUM_FEATURES = 1024
@@ -49,21 +49,21 @@ DRAWS_PER_FEATURE_MAP = 128
 class Conditioned:
     """One metric's GP conditioned on its data, at ``N`` candidates ``X`` (``N x d``); original units out."""
 
-    def __init__(self, model: SingleTaskGP, X: torch.Tensor) -> None:
-        self.model, self.X = model, X
+    def __init__(self, model: MetricModel, X: torch.Tensor) -> None:
+        parts = gp_parts(model)
+        self.model, self.X = model, model_inputs(parts, X)  # N x d'
+        self.pathwise_ok = not parts.task_column  # random features exist for the spatial kernels only
         with torch.no_grad(), exact_linalg():
-            self.train_X = model.train_inputs[0]  # n x d
-            self.noise = model.likelihood.noise.detach().reshape(-1)  # n, standardised
-            self.mu = model.mean_module.constant.detach().reshape(())
-            self.kernel = model.covar_module
+            self.train_X = parts.train_X  # n x d'
+            self.noise = parts.noise  # n, standardised
+            self.mu = parts.target_mean
+            self.kernel = parts.kernel
             knn = self.kernel(self.train_X).to_dense() + torch.diag(self.noise)
             self.chol = psd_safe_cholesky(knn)  # n x n
-            self.k_cross = self.kernel(X, self.train_X).to_dense()  # N x n
-            self.resid = model.train_targets - self.mu  # n
+            self.k_cross = self.kernel(self.X, self.train_X).to_dense()  # N x n
+            self.resid = parts.targets - parts.prior_mean  # n
             self.alpha = torch.cholesky_solve(self.resid.unsqueeze(-1), self.chol).squeeze(-1)  # n
-        tf = model.outcome_transform
-        self.scale = tf.stdvs.detach().reshape(())
-        self.shift = tf.means.detach().reshape(())
+        self.scale, self.shift = parts.scale, parts.shift
 
     def subset(self, index: torch.Tensor) -> Conditioned:
         """The same conditioning at candidates ``X[index]``."""
@@ -110,7 +110,7 @@ class ExactSampler:
 
 
 class PathSampler:
-    """Pathwise joint draws with a fresh random-feature map per call."""
+    """Pathwise joint draws with a fresh random-feature map per call (single-task models only)."""
 
     def __init__(self, cond: Conditioned, *, num_features: int = NUM_FEATURES) -> None:
         self.cond, self.num_features = cond, num_features
@@ -133,9 +133,10 @@ class PathSampler:
 
 
 def make_sampler(cond: Conditioned, *, num_features: int = NUM_FEATURES) -> ExactSampler | PathSampler:
-    """Exact when ``N <= EXACT_COST_RATIO (F + n)`` (per draw ``N^2`` against ``N (F + n)``), pathwise otherwise."""
+    """Exact when ``N <= EXACT_COST_RATIO (F + n)`` (per draw ``N^2`` against ``N (F + n)``) or for a
+    multi-task model (whose task kernel has no random features), pathwise otherwise."""
     N, n = cond.X.shape[0], cond.train_X.shape[0]
-    if N <= EXACT_COST_RATIO * (num_features + n):
+    if not cond.pathwise_ok or N <= EXACT_COST_RATIO * (num_features + n):
         return ExactSampler(cond)
     return PathSampler(cond, num_features=num_features)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from botorch.models import SingleTaskGP
 
 from bayesopt.device import as_tensor, default_device, to_numpy
+from bayesopt.gp_parts import MetricModel, gp_parts
 from bayesopt.pooling import MetricData
 from bayesopt.posterior_draws import NUM_FEATURES, Conditioned, PathSampler, joint_draws, make_sampler
 from bayesopt.screening import screen
@@ -68,13 +68,13 @@ def make_problem(spec: ExperimentSpec, metrics: Sequence[str], data: Mapping[str
     )
 
 
-def metric_scale(model: SingleTaskGP) -> float:
-    """The standard deviation of a metric's pooled deltas (its ``Standardize`` scale), floored above zero."""
-    return max(float(model.outcome_transform.stdvs.reshape(())), 1e-12)
+def metric_scale(model: MetricModel) -> float:
+    """The standard deviation of a metric's pooled deltas (its online standardisation), floored above zero."""
+    return max(float(gp_parts(model).scale), 1e-12)
 
 
 def thompson_sample(
-    models: Mapping[str, SingleTaskGP],
+    models: Mapping[str, MetricModel],
     data: Mapping[str, MetricData],
     spec: ExperimentSpec,
     X: np.ndarray,
@@ -87,7 +87,7 @@ def thompson_sample(
     """Run ``num_draws`` draws of constrained (or utility) Thompson sampling over candidates ``X``.
 
     Args:
-        models: fitted GP per modelled metric.
+        models: fitted model per modelled metric (online-only or multi-task).
         data: pooled data per metric (baselines for the guardrails).
         spec: objectives, guardrails and ``policy.method``.
         X: ``N x d`` unit-cube candidates, control first.

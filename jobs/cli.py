@@ -33,6 +33,7 @@ COMMAND_GROUP = "bayesopt.commands"
 COMMAND_MODULES = (
     "jobs.commands.analysts",
     "jobs.commands.experiment",
+    "jobs.commands.observations",
     "jobs.commands.redis_server",
     "jobs.commands.refit",
     "jobs.commands.serve",

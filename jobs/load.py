@@ -17,7 +17,7 @@ import pandas as pd
 
 from bayesopt.distribution import ParameterDistribution
 from bayesopt.errors import ValidationError
-from bayesopt.observation_table import observation_table, stats_problems
+from bayesopt.observation_table import observation_table, simulator_table, stats_problems
 from bayesopt.spec import ExperimentSpec
 from param_store import ParamStore, VersionNotFoundError
 
@@ -73,16 +73,19 @@ def load_inputs(store: ParamStore, name: str, *, spec: ExperimentSpec | None = N
         stats = pd.DataFrame(columns=["version", "arm_id", "metric", "source", "count", "sum", "sum_sq"])
         problems = [f"observations: the stored statistics cannot be decoded ({exc})"]
         return RefitInputs(spec, stats, None, {}, previous, warm_start, data_hash(spec, stats), problems)
-    problems = stats_problems(stats)
+    sim = store.simulator_observations(name) if spec.simulator_metrics else None
+    problems = stats_problems(stats) + ([] if sim is None else stats_problems(sim.assign(version=0, arm_id=sim["run"], source="simulation")))
     arm_values: dict[str, dict[str, float]] = {}
     table = None
     if not problems:
         try:
             arm_values = served_arm_values(store, name, stats)
             table = observation_table(spec, stats, arm_values)
+            if sim is not None and len(sim):
+                table = pd.concat([table, simulator_table(spec, sim)], ignore_index=True)
         except (VersionNotFoundError, ValidationError) as exc:
             problems = list(getattr(exc, "problems", None) or [str(exc)])
-    return RefitInputs(spec, stats, table, arm_values, previous, warm_start, data_hash(spec, stats), problems)
+    return RefitInputs(spec, stats, table, arm_values, previous, warm_start, data_hash(spec, stats, sim), problems)
 
 
 def served_arm_values(store: ParamStore, name: str, stats: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -95,9 +98,11 @@ def served_arm_values(store: ParamStore, name: str, stats: pd.DataFrame) -> dict
     return values
 
 
-def data_hash(spec: ExperimentSpec, stats: pd.DataFrame) -> str:
-    """16 hex digits over the spec hash and every statistic (order-independent: ``stats`` is sorted on read)."""
+def data_hash(spec: ExperimentSpec, stats: pd.DataFrame, simulator: pd.DataFrame | None = None) -> str:
+    """16 hex digits over the spec hash and every statistic, online and simulator (order-independent: both
+    frames are sorted on read)."""
     digest = hashlib.sha256(spec.spec_hash.encode())
-    if not stats.empty:
-        digest.update(pd.util.hash_pandas_object(stats.reset_index(drop=True), index=False).to_numpy().tobytes())
+    for frame in (stats, simulator):
+        if frame is not None and not frame.empty:
+            digest.update(pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]

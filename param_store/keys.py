@@ -61,6 +61,10 @@ class Keys:
         """Marker of an observation batch already stored (its idempotency key); expires."""
         return self._k(name, "batch", batch_id)
 
+    def simulator_observations(self, name: str) -> str:
+        """Hash of simulator statistics per (run, parameter values, metric); see ``param_store.simulator_codec``."""
+        return self._k(name, "simobs")
+
     def runs(self, name: str) -> str:
         return self._k(name, "runs")
 

@@ -20,8 +20,9 @@ import redis
 from bayesopt.distribution import ParameterDistribution
 from bayesopt.errors import ObservationValidationError
 from bayesopt.observations import ObservationStat, merge, parse_rows
+from bayesopt.simulator_observations import parse_simulator_rows
 from bayesopt.spec import ExperimentSpec
-from param_store import observation_codec, scripts
+from param_store import observation_codec, scripts, simulator_codec
 from param_store.connection import UNAVAILABLE_ERRORS, is_cluster, make_client, store_boundary
 from param_store.errors import (
     ExperimentExistsError,
@@ -470,6 +471,45 @@ class ParamStore:
         """The same statistics as :meth:`observations`, as records (no pandas: for serving's report route)."""
         self._require(name)
         return observation_codec.decode_stats(self._redis.hgetall(self._keys.observations(name)))
+
+    # -- simulator observations ------------------------------------------------------------------------------
+    def add_simulator_observations(self, name: str, rows: Iterable[Mapping[str, Any]], *,
+                                   batch_id: str | None = None) -> BatchResult:
+        """Validate simulator rows against the experiment's spec and add them all or nothing, once per ``batch_id``.
+
+        Rows are keyed by (run, parameter values, metric), not by a served version (see
+        ``bayesopt.simulator_observations``). A batch with any bad row is refused whole, with every problem named;
+        the stored totals are checked and written by the same script as online batches (:meth:`add_batch`).
+        """
+        if batch_id is not None:
+            check_batch_id(batch_id)
+        rows = list(rows)
+        spec = self.load_spec(name)
+        stats = parse_simulator_rows(spec, rows)
+        rates = {m.name for m in spec.metrics if m.kind == "rate"}
+        args: list[str | float] = [BATCH_KEY_TTL_S, len(rows), repr(RATE_TOLERANCE)]
+        for st in stats:
+            args += [simulator_codec.field(st, ""), repr(st.count), repr(st.sum), repr(st.sum_sq),
+                     "1" if st.metric in rates else "0"]
+        keys = [self._keys.simulator_observations(name)]
+        keys += [self._keys.batch(name, batch_id)] if batch_id is not None else []
+        status, *reply = self._add_observations(keys=keys, args=args)
+        if status == -1:
+            field, reason = (r.decode() for r in reply)
+            run, metric, values, _ = field.split(FIELD_SEP)
+            raise ObservationRejectedError([f"metric {metric!r} (simulator run {run!r}, parameters {values}): "
+                                            f"{reason}; nothing in this batch was stored"])
+        return BatchResult(accepted=int(reply[0]), duplicate=status == 0)
+
+    def simulator_observations(self, name: str) -> pd.DataFrame:
+        """All simulator statistics of the experiment (``SIMULATOR_COLUMNS`` plus ``x.<name>`` per parameter)."""
+        spec = self.load_spec(name)
+        return simulator_codec.decode(self._redis.hgetall(self._keys.simulator_observations(name)), spec.parameter_names)
+
+    def clear_simulator_observations(self, name: str) -> int:
+        """Forget every simulator row of the experiment; returns 1 if there were any."""
+        self._require(name)
+        return int(self._redis.delete(self._keys.simulator_observations(name)))
 
     # -- refit run records -----------------------------------------------------------------------------------
     def record_run(self, name: str, record: Mapping[str, Any]) -> None:

@@ -11,8 +11,9 @@ from flask import Blueprint, Response, request
 
 from param_store import VersionNotFoundError, decisions
 from param_store.reports import experiment_report
+from serving.auth import ADMIN, requires
 from serving.errors import BadRequestError
-from serving.http import context, json_response, query_params, read_json_object, require_admin
+from serving.http import context, json_response, query_params, read_json_object
 
 blueprint = Blueprint("analysts", __name__, url_prefix="/v1/experiments")
 
@@ -39,8 +40,8 @@ def _text(doc: dict, key: str, *, required: bool) -> str:
 
 
 @blueprint.post("/<name>/pin")
+@requires(ADMIN)
 def pin(name: str) -> Response:
-    require_admin()
     ctx = context()
     doc = read_json_object()
     dist = decisions.pin(ctx.store, name, _text(doc, "arm_id", required=True), reason=_text(doc, "reason", required=False),
@@ -50,8 +51,8 @@ def pin(name: str) -> Response:
 
 
 @blueprint.post("/<name>/ship")
+@requires(ADMIN)
 def ship(name: str) -> Response:
-    require_admin()
     ctx = context()
     doc = read_json_object()
     decision = decisions.ship(ctx.store, name, _text(doc, "arm_id", required=True),
@@ -71,8 +72,8 @@ def shipped(name: str) -> Response:
 
 
 def _freeze_view(frozen: bool):
+    @requires(ADMIN)
     def view(name: str) -> Response:
-        require_admin()
         ctx = context()
         if frozen:
             body = read_json_object() if request.get_data(cache=True) else {}

@@ -6,17 +6,22 @@ import hashlib
 import json
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 
 from bayesopt.errors import ObservationValidationError
+from bayesopt.simulator_observations import SIMULATION
 from param_store import ExperimentNotFoundError
 from serving.assignment import Assignment, ServingSnapshot, canonical_member_id
 from serving.auth import INGEST, requires
 from serving.cache import Staleness
 from serving.errors import BadRequestError, BatchTooLargeError, ServiceUnavailableError
 from serving.http import context, json_response, query_params, read_json_object, request_time
+
+if TYPE_CHECKING:
+    from param_store import ParamStore
+    from param_store.store import BatchResult
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1/experiments")
 
@@ -147,7 +152,7 @@ def observations(name: str) -> Response:
         raise ObservationValidationError(f"rows: must be a list of observation rows, got {type(rows).__name__}")
     batch_id = _batch_id(request.headers.get(IDEMPOTENCY_HEADER), doc.get("batch_id"))
     try:
-        result = ctx.store.add_batch(name, rows, batch_id=batch_id)
+        result = _store_rows(ctx.store, name, rows, batch_id)
     except ExperimentNotFoundError:
         if not held.distributions:
             raise
@@ -166,6 +171,19 @@ def _batch_id(header: str | None, field: Any) -> str | None:
     if header is not None and field is not None and header != field:
         raise ObservationValidationError(f"batch_id: {field!r} differs from the {IDEMPOTENCY_HEADER} header {header!r}")
     return header if header is not None else field
+
+
+def _store_rows(store: ParamStore, name: str, rows: list[Any], batch_id: str | None) -> BatchResult:
+    """Online rows go to the per-version statistics, ``source=simulation`` rows to the simulator ones (keyed
+    by run and parameter values); a batch is one or the other, so that it is stored or refused whole, once."""
+    simulated = [isinstance(r, dict) and r.get("source") == SIMULATION for r in rows]
+    if not any(simulated):
+        return store.add_batch(name, rows, batch_id=batch_id)
+    if not all(simulated):
+        online = [i for i, s in enumerate(simulated) if not s][:5]
+        raise ObservationValidationError(f"rows: a batch is all source=simulation or all online; rows {online} are not "
+                                         f"simulation rows (send them in a separate batch)")
+    return store.add_simulator_observations(name, rows, batch_id=batch_id)
 
 
 def _document(snapshot: ServingSnapshot) -> tuple[bytes, str]:

@@ -117,10 +117,3 @@ def request_time(value: Any, field: str = "at") -> float:
     if not math.isfinite(at) or at < 0:
         raise BadRequestError(f"{field}: must be a time in epoch seconds, got {value!r}", problems=[f"{field}: invalid time {value!r}"])
     return at
-
-
-def require_admin() -> None:
-    """Raise unless the request carries the admin-scope token (see :mod:`serving.auth`; prefer ``@requires(ADMIN)``)."""
-    from serving.auth import ADMIN, require_scope
-
-    require_scope(ADMIN)

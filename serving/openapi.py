@@ -120,9 +120,19 @@ def _schemas(config: ServingConfig) -> dict[str, Any]:
             "type": "object", "required": ["version", "arm_id", "metric"], "additionalProperties": False,
             "description": "One of three forms: count+sum+sum_sq, count+mean+std_error, or value (one member); "
                            "a row in none of them, or whose statistics are inconsistent, is a 422.",
-            "properties": row_props},
-        "ObservationBatch": {"type": "object", "required": ["rows"], "additionalProperties": False, "properties": {
-            "rows": {"type": "array", "minItems": 1, "maxItems": MAX_ROWS_PER_BATCH, "items": ref("ObservationRow")},
+            "properties": {**row_props, "source": {"type": "string", "enum": ["online"]}}},
+        "SimulatorObservationRow": {
+            "type": "object", "required": ["source", "run", "parameters", "metric"], "additionalProperties": False,
+            "description": "A simulator row (source=simulation), keyed by simulator run and parameter values, not by a "
+                           "served version; statistics in the same three forms as ObservationRow.",
+            "properties": {
+                "source": {"type": "string", "enum": ["simulation"]}, "run": name,
+                "parameters": {"type": "object", "additionalProperties": finite},
+                **{k: row_props[k] for k in ("metric", "count", "sum", "sum_sq", "mean", "std_error", "value")}}},
+        "ObservationBatch": {"type": "object", "required": ["rows"], "additionalProperties": False,
+                             "description": "All online rows, or all simulator rows.", "properties": {
+            "rows": {"type": "array", "minItems": 1, "maxItems": MAX_ROWS_PER_BATCH,
+                     "items": {"oneOf": [ref("ObservationRow"), ref("SimulatorObservationRow")]}},
             "batch_id": {"type": "string", "pattern": BATCH_ID_REGEX,
                          "description": "Idempotency key (or the Idempotency-Key header): a batch is stored once."}}},
         "BatchStored": {"type": "object", "required": ["experiment", "accepted", "duplicate"], "properties": {
@@ -161,28 +171,28 @@ def _analyst_paths() -> dict[str, Any]:
     decision = {"type": "object", "required": ["arm_id"], "properties": {
         "arm_id": {"type": "string", "description": "An arm the experiment served."},
         "reason": {"type": "string", "description": "Why; kept with the decision."}}}
-    frozen = _json({"type": "object", "properties": {"experiment": {"type": "string"}, "frozen": {"type": "boolean"},
-                                                     "current_version": {"type": "integer"}}}, "The freeze state.")
+    frozen = json_body({"type": "object", "properties": {"experiment": {"type": "string"}, "frozen": {"type": "boolean"},
+                                                         "current_version": {"type": "integer"}}}, "The freeze state.")
     return {
         "/v1/experiments/{name}/report": {
-            "get": _op("Impact report: lifts stratified by window, cumulative gain, sample ratio.",
-                       _json(report, "The report."), errors=(400, 404), params=[_NAME, confidence])},
+            "get": operation("Impact report: lifts stratified by window, cumulative gain, sample ratio.",
+                             json_body(report, "The report."), errors=(400, 404), params=[NAME, confidence])},
         "/v1/experiments/{name}/pin": {
-            "post": _op("Serve one arm to everyone (a new version, recorded as an override) and freeze.",
-                        _json({"type": "object"}, "The pinned version."), errors=(400, 401, 404), params=[_NAME],
-                        body=decision, admin=True)},
+            "post": operation("Serve one arm to everyone (a new version, recorded as an override) and freeze.",
+                              json_body({"type": "object"}, "The pinned version."), errors=(404, 409, 422),
+                              params=[NAME], body=decision, scope=ADMIN)},
         "/v1/experiments/{name}/ship": {
-            "post": _op("End the experiment serving one arm; the impact report is stored with the decision.",
-                        _json({"type": "object"}, "The decision (without the report)."), errors=(400, 401, 404, 409),
-                        params=[_NAME], body=decision, admin=True)},
+            "post": operation("End the experiment serving one arm; the impact report is stored with the decision.",
+                              json_body({"type": "object"}, "The decision (without the report)."),
+                              errors=(404, 409, 422), params=[NAME], body=decision, scope=ADMIN)},
         "/v1/experiments/{name}/shipped": {
-            "get": _op("The ship decision with the report it was made on.", _json({"type": "object"}, "The decision."),
-                       errors=(404,), params=[_NAME])},
+            "get": operation("The ship decision with the report it was made on.",
+                             json_body({"type": "object"}, "The decision."), errors=(404,), params=[NAME])},
         "/v1/experiments/{name}/freeze": {
-            "post": _op("Keep serving the current version; refits skip.", frozen, errors=(400, 401, 404), params=[_NAME],
-                        admin=True)},
+            "post": operation("Keep serving the current version; refits skip.", frozen, errors=(404, 409),
+                              params=[NAME], scope=ADMIN)},
         "/v1/experiments/{name}/unfreeze": {
-            "post": _op("Let refits publish again.", frozen, errors=(401, 404), params=[_NAME], admin=True)},
+            "post": operation("Let refits publish again.", frozen, errors=(404, 409), params=[NAME], scope=ADMIN)},
     }
 
 

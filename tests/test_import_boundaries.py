@@ -23,7 +23,7 @@ PRODUCTION = ("bayesopt", "param_store", "serving", "jobs")
 HEAVY = {"torch", "botorch", "gpytorch", "ax", "scipy"}
 #: Modules of bayesopt that are model code by design (they load torch); the rest of it must stay light.
 MODEL_MODULES = {"policy", "gp", "thompson", "posterior_draws", "screening", "selection", "diagnostics", "device",
-                 "ax_bridge", "ax_history", "pareto"}
+                 "ax_bridge", "ax_history", "pareto", "gp_parts", "multitask", "guard", "model_choice"}
 
 
 def modules_of(package: str) -> list[str]:

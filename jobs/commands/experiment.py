@@ -63,6 +63,25 @@ def format_distribution(dist: ParameterDistribution, indent: str = "") -> str:
     return "\n".join(lines)
 
 
+def format_simulator_models(dist: ParameterDistribution, indent: str = "") -> list[str]:
+    """Per metric with simulator data: the model used and why, the learned correlation, the estimated bias."""
+    lines = []
+    for metric, summary in (dist.diagnostics.get("models") or {}).items():
+        sim = summary.get("simulator") if isinstance(summary, dict) else None
+        if not isinstance(sim, dict):
+            continue
+        text = f"{indent}  {metric}: {sim.get('model')} model ({sim.get('reason')})"
+        if sim.get("correlation") is not None:
+            bias = sim.get("bias") or {}
+            text += f"; correlation {sim['correlation']:.2f}"
+            if bias.get("offset") is not None:
+                text += f", simulator offset {bias['offset']:+.4g}"
+            if bias.get("effect_scale") is not None:
+                text += f", effect scale {bias['effect_scale']:.2f}"
+        lines.append(text + f"; {sim.get('simulator_rows', 0)} simulator rows")
+    return [f"{indent}simulator:"] + lines if lines else []
+
+
 def format_run(run: dict[str, Any]) -> str:
     """One refit record as a line: when, outcome, duration, stage timings, data used."""
     status = run.get("status", "?")
@@ -127,7 +146,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print()
         print(f"{doc['name']}: {doc['state']}, current version {doc['current_version']}")
         if "distribution" in doc:
-            print(format_distribution(ParameterDistribution.from_dict(doc["distribution"]), indent="  "))
+            dist = ParameterDistribution.from_dict(doc["distribution"])
+            print(format_distribution(dist, indent="  "))
+            for line in format_simulator_models(dist, indent="  "):
+                print(line)
         if doc["recent_runs"]:
             print("  recent refits, newest first:")
             for run in doc["recent_runs"]:

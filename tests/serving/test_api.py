@@ -103,10 +103,9 @@ def test_observations_of_every_row_form_are_stored(store: ParamStore, live) -> N
         *make_rows(1, "arm1", "sessions", count=10, total=3.0),
         {"version": 1, "arm_id": "control", "metric": "applies", "count": 100, "mean": 0.25, "std_error": 0.04},
         {"version": 1, "arm_id": "arm2", "metric": "sessions", "value": 1.0},
-        {"version": 1, "arm_id": "arm2", "metric": "sessions", "value": 0.0, "source": "simulation"},
     ]
     r = requests.post(f"{live.base_url}/v1/experiments/feed/observations", json={"rows": rows}, timeout=5)
-    assert r.status_code == 201 and r.json() == {"experiment": "feed", "accepted": 4, "duplicate": False, "batch_id": None}
+    assert r.status_code == 201 and r.json() == {"experiment": "feed", "accepted": 3, "duplicate": False, "batch_id": None}
     table = store.observations("feed").set_index(["arm_id", "metric", "source"])
     assert table.loc[("arm1", "sessions", "online"), "sum"] == 3.0
     assert table.loc[("control", "applies", "online"), "count"] == 100
@@ -137,6 +136,30 @@ def test_a_batch_with_one_bad_row_is_refused_whole(store: ParamStore, live, bad,
     assert error["code"] == code
     assert any(names in p for p in error["problems"]), error["problems"]
     assert store.observations("feed").equals(before), "a refused batch must leave no partial trace"
+
+
+def sim_row(i: int, **overrides) -> dict:
+    row = {"source": "simulation", "run": "replay-1", "parameters": {"x1": 0.01 * i, "x2": 1.0}, "metric": "sessions",
+           "count": 1000, "mean": 0.3, "std_error": 0.01}
+    return {**row, **overrides}
+
+
+def test_simulator_rows_are_stored_by_run_and_setting_or_refused_whole(store: ParamStore, live) -> None:
+    launch(store, "feed")
+    url = f"{live.base_url}/v1/experiments/feed/observations"
+    r = requests.post(url, json={"rows": [sim_row(i) for i in range(50)]}, timeout=5)
+    assert r.status_code == 201 and r.json() == {"experiment": "feed", "accepted": 50}
+    sim = store.simulator_observations("feed")
+    assert len(sim) == 50 and set(sim["run"]) == {"replay-1"} and sim["count"].sum() == 50_000
+    assert store.observations("feed").empty, "simulator rows are not per-version statistics"
+
+    bad = [sim_row(0), sim_row(1, parameters={"x1": 5.0, "x2": 1.0}), sim_row(2, metric="clicks")]
+    error = error_of(requests.post(url, json={"rows": bad}, timeout=5), 422)
+    assert any("rows[1].parameters.x1: 5.0 is outside the bounds [0, 2]" in p for p in error["problems"]), error
+    assert any(p.startswith("rows[2].metric: not a metric of 'feed'") for p in error["problems"]), error
+    mixed = [sim_row(0), *make_rows(1, "arm1", "sessions")]
+    assert "all source=simulation or all online" in error_of(requests.post(url, json={"rows": mixed}, timeout=5), 422)["message"]
+    assert store.simulator_observations("feed").equals(sim) and store.observations("feed").empty
 
 
 def test_observations_need_a_rows_list_and_a_known_experiment(store: ParamStore, live) -> None:

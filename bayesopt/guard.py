@@ -1,0 +1,95 @@
+"""The guard against a misleading simulator: leave-one-out cross-validation on the online arms.
+
+For an exact GP with known noise and fixed hyperparameters, leaving training point ``i`` out has a closed form
+(Rasmussen & Williams 2006, section 5.4.2): with ``K = Knn + Sigma`` and ``alpha = K^-1 (y - m)``,
+
+    y_i - mu_{-i} = alpha_i / [K^-1]_ii,     var_{-i} = 1 / [K^-1]_ii
+
+(the predictive of the noisy observation ``y_i``). Each online arm other than control (whose zero effect is
+known) is predicted from all other points, simulator points included for the multi-task model, in original
+units, so both models are judged on the same numbers: the mean log predictive density, the RMSE and the share
+of arms inside their 95% interval. The multi-task model is used only when its learned correlation is at least
+:data:`MIN_CORRELATION` and it predicts the held-out online arms better on log-likelihood and no worse on RMSE;
+a correlated simulator that is shifted or scaled is no penalty (per-task standardisation absorbs both), but one whose shape misleads predicts held-out arms worse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from linear_operator.utils.cholesky import psd_safe_cholesky
+
+from bayesopt.diagnostics import Z95
+from bayesopt.gp import exact_linalg
+from bayesopt.gp_parts import MetricModel, gp_parts
+
+#: Online arms besides control below which the simulator cannot be checked, and is therefore not used.
+MIN_GUARD_ARMS = 5
+#: Learned correlation below which the multi-task model is the online model with extra parameters: a useless
+#: simulator is learned at ~0, a moderately biased one at 0.8 and more (bench-results/multitask.json).
+MIN_CORRELATION = 0.3
+
+
+@dataclass(frozen=True)
+class CVScore:
+    """Leave-one-out predictions of ``arms`` online arms: mean log density, RMSE, 95% interval coverage."""
+
+    log_likelihood: float
+    rmse: float
+    coverage: float
+    arms: int
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: (v if math.isfinite(v) else None) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    """Which model a metric uses, why, and the two models' cross-validation scores."""
+
+    use_multitask: bool
+    reason: str
+    online: CVScore
+    multitask: CVScore
+
+
+def loo_score(model: MetricModel) -> CVScore:
+    """Leave-one-out scores of ``model`` on its online training points other than control (the first)."""
+    parts = gp_parts(model)
+    with torch.no_grad(), exact_linalg():
+        K = parts.kernel(parts.train_X).to_dense() + torch.diag(parts.noise)  # n x n
+        K_inv = torch.cholesky_inverse(psd_safe_cholesky(K))
+        alpha = K_inv @ (parts.targets - parts.prior_mean)  # n
+        rows = torch.nonzero(parts.target_rows).flatten()[1:]  # online arms, control excluded
+        precision = K_inv.diagonal()[rows]
+        err = alpha[rows] / precision * parts.scale  # y_i - mu_{-i}, original units
+        var = parts.scale**2 / precision
+    if len(rows) == 0:
+        return CVScore(float("nan"), float("nan"), float("nan"), 0)
+    ll = -0.5 * (torch.log(2 * math.pi * var) + err**2 / var)
+    inside = (err.abs() <= Z95 * var.sqrt()).double()
+    return CVScore(float(ll.mean()), float(err.pow(2).mean().sqrt()), float(inside.mean()), int(len(rows)))
+
+
+def decide(online: CVScore, multitask: CVScore, correlation: float) -> GuardDecision:
+    """Use the multi-task model only if the simulator is correlated with online (``correlation``, learned) and
+    the model predicts held-out online arms better on log-likelihood and no worse on RMSE."""
+    if online.arms < MIN_GUARD_ARMS:
+        reason = f"only {online.arms} online arms besides control; at least {MIN_GUARD_ARMS} are needed to check the simulator"
+        return GuardDecision(False, reason, online, multitask)
+    if not correlation >= MIN_CORRELATION:
+        reason = (f"learned online-simulator correlation {correlation:.2f} is below {MIN_CORRELATION}: the simulator "
+                  f"says little about online, and the online-only model is the simpler one")
+        return GuardDecision(False, reason, online, multitask)
+    if not multitask.log_likelihood > online.log_likelihood:
+        reason = (f"multi-task predicts held-out online arms worse: log-likelihood {multitask.log_likelihood:.3g} "
+                  f"<= online-only {online.log_likelihood:.3g}")
+        return GuardDecision(False, reason, online, multitask)
+    if not multitask.rmse <= online.rmse:
+        reason = f"multi-task predicts held-out online arms worse: RMSE {multitask.rmse:.3g} > online-only {online.rmse:.3g}"
+        return GuardDecision(False, reason, online, multitask)
+    reason = (f"multi-task predicts held-out online arms better: log-likelihood {multitask.log_likelihood:.3g} > "
+              f"{online.log_likelihood:.3g}, RMSE {multitask.rmse:.3g} <= {online.rmse:.3g}")
+    return GuardDecision(True, reason, online, multitask)

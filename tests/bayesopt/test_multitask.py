@@ -1,0 +1,96 @@
+"""The multi-task GP and its guard on worlds with known answers (real fits, fixed seeds).
+
+World: ``f(u) = sin(3 u_0) + 0.5 cos(4 u_1)`` on the unit square; 12 online arms (control at the centre) observe
+``f(u) - f(control)`` with sd 0.05; 150 simulator points with sd 0.05 observe
+
+- ``good``: ``3 f + 2``, a scaled and shifted copy (true correlation 1, which per-task standardisation makes free);
+- ``useless``: ``cos(5 u_1 + 2 u_0)``, a smooth surface that is a different function (its sample correlation with
+  ``f`` over the square is about 0.1);
+- ``mirror``: ``f(1 - u)``, the right shape in the wrong place (correlated enough to fool a plain index kernel,
+  wrong at every online arm).
+
+Bounds: a simulator that is an exact affine copy has correlation 1, and 150 points with noise 0.05 against a
+signal sd of ~0.8 pin it down, so > 0.9; the useless one's learned correlation must sit well below the guard's
+floor of 0.3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bayesopt.gp import fit_model
+from bayesopt.guard import MIN_CORRELATION, decide, loo_score
+from bayesopt.multitask import SimulatorData, fit_multitask, summarise
+from bayesopt.pooling import MetricData
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SD = 0.05
+
+
+def f(U: np.ndarray) -> np.ndarray:
+    return np.sin(3 * U[:, 0]) + 0.5 * np.cos(4 * U[:, 1])
+
+
+def online_data(k: int = 12, seed: int = 0) -> MetricData:
+    rng = np.random.default_rng(seed)
+    X = np.vstack([[0.5, 0.5], rng.random((k - 1, 2))])
+    delta = f(X) - f(X[:1]) + rng.normal(0, SD, k)
+    delta[0] = 0.0
+    var = np.full(k, SD**2)
+    var[0] = 1e-6
+    return MetricData("m", ["control"] + [f"a{i}" for i in range(k - 1)], X, delta, var, 1.0, 0.01, k)
+
+
+SIMULATORS = {
+    "good": lambda U: 3 * f(U) + 2,
+    "useless": lambda U: np.cos(5 * U[:, 1] + 2 * U[:, 0]),
+    "mirror": lambda U: f(1 - U),
+}
+
+
+def simulator(name: str, n: int = 150, seed: int = 1) -> SimulatorData:
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, 2))
+    y = SIMULATORS[name](X) + rng.normal(0, SD, n)
+    return SimulatorData("m", X, y, np.full(n, SD**2), n, ("replay",))
+
+
+def test_a_good_simulator_is_learned_as_correlated_and_used() -> None:
+    online = online_data()
+    target = fit_multitask(online, simulator("good"))
+    assert target.correlation() > 0.9
+    decision = decide(loo_score(fit_model(online)), loo_score(target), target.correlation())
+    assert decision.use_multitask, decision.reason
+    assert decision.multitask.rmse < decision.online.rmse
+
+
+def test_a_useless_simulator_is_learned_as_uncorrelated_and_the_guard_falls_back() -> None:
+    online = online_data()
+    target = fit_multitask(online, simulator("useless"))
+    assert target.correlation() < MIN_CORRELATION / 2
+    decision = decide(loo_score(fit_model(online)), loo_score(target), target.correlation())
+    assert not decision.use_multitask and "correlation" in decision.reason
+
+
+def test_a_misleading_correlated_simulator_is_caught_by_cross_validation() -> None:
+    online = online_data()
+    target = fit_multitask(online, simulator("mirror"))
+    decision = decide(loo_score(fit_model(online)), loo_score(target), target.correlation())
+    assert not decision.use_multitask and "predicts held-out online arms worse" in decision.reason
+
+
+def test_too_few_online_arms_are_not_enough_to_trust_a_simulator() -> None:
+    online = online_data(k=4)
+    target = fit_multitask(online, simulator("good", n=60))
+    decision = decide(loo_score(fit_model(online)), loo_score(target), target.correlation())
+    assert not decision.use_multitask and decision.reason.startswith("only 3 online arms")
+
+
+def test_summarising_keeps_at_most_the_cap_and_preserves_precision() -> None:
+    sim = simulator("good", n=2000)
+    small = summarise(sim, 100)
+    assert len(small.y) <= 100 and small.X.shape == (len(small.y), 2)
+    assert np.isclose((1 / small.var).sum(), (1 / sim.var).sum())  # binning pools, it drops no evidence
+    assert summarise(sim, 5000) is sim

@@ -1,6 +1,6 @@
 """Scale-out benchmark: many refits through each executor, and one refit's cost as history grows to 30 days.
 
-``bayesopt bench scale [--experiments N] [--days D] [--skip ray] [--out PATH]`` writes JSON
+``bayesopt bench scale [--experiments N] [--days D] [--held N] [--skip PART] [--out PATH]`` writes JSON
 (default ``bench-results/scale.json``). Two measurements, through the production path
 (:func:`jobs.refit.refit_experiment` against a real embedded Redis, the real policy), on the refit benchmark's
 pool-sized experiments (3 metrics, 6 parameters, 100 lattice arms served over each day, 512 candidates, 1,000
@@ -12,6 +12,10 @@ draws; ``simulations.bench_refit.History``):
    docs project throughput from), and Ray's own overhead per task, measured with no-op tasks.
 2. ``history``: one experiment refitted (cold, best of ``repeats``) after 1 day and after ``days`` days of
    hourly windows, with the peak resident memory of this process after each.
+3. ``serving``: ``bayesopt serve --workers 1`` on a store holding one experiment and on one holding
+   ``--held`` experiments; the same closed-loop load as ``bench serving`` (parameter requests spread over every
+   held experiment) on each: requests per second, p50 and p99 latency, and the worker's resident memory once
+   it holds them all, from which the memory per held experiment.
 
 Wall-clock figures on a shared machine move with its load: load averages at start and end are recorded.
 """
@@ -139,6 +143,73 @@ def bench_history(url: str, days: int, repeats: int, log) -> dict[str, Any]:
     return out
 
 
+def _launch_many(store: ParamStore, count: int) -> list[str]:
+    """``count`` copies of the example spec under their own names, launched; returns the names."""
+    import yaml
+
+    from param_store.launch import launch_experiment
+    from simulations.bench_serving import SPEC
+
+    base = yaml.safe_load(SPEC.read_text())
+    names = [f"held-{i:04d}" for i in range(count)]
+    for name in names:
+        launch_experiment(store, {**base, "name": name}, now=time.time() - 60)
+    return names
+
+
+def _worker_rss_mb(master_pid: int) -> float:
+    """Resident memory of the (one) gunicorn worker under ``master_pid``, from /proc (Linux)."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    total = 0.0
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += float(line.split()[1]) / 1024.0
+    return total
+
+
+def bench_serving_many(held: int, duration: float, concurrency: int, log) -> dict[str, Any]:
+    import subprocess
+    import sys
+    import tempfile
+
+    from simulations.bench_serving import _free_port, _spawn, _wait_http, load
+
+    out: dict[str, Any] = {"held": held, "duration_s": duration, "concurrency": concurrency, "workers": 1}
+    with EmbeddedRedis() as redis_server, tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        for label, count in (("one", 1), ("many", held)):
+            namespace = f"serve-{label}"
+            t = time.perf_counter()
+            names = _launch_many(ParamStore(redis_server.client(), namespace=namespace), count)
+            log(f"serving: {count} experiments launched in {time.perf_counter() - t:.1f} s")
+            env = {**os.environ, "REDIS_URL": redis_server.url, "BAYESOPT_NAMESPACE": namespace, "BAYESOPT_HOME": tmp}
+            port = _free_port()
+            server = _spawn([sys.executable, "-m", "jobs.cli", "serve", "--bind", f"127.0.0.1:{port}",
+                             "--workers", "1"], env)
+            try:
+                _wait_http(port, "/v1/ready", server)
+                paths = [f"/v1/experiments/{names[i % count]}/params?member_id=m{i}" for i in range(max(20_000, count))]
+                load(port, paths[: 4 * count], duration=1.0, concurrency=concurrency)  # every name held before timing
+                result = load(port, paths, duration=duration, concurrency=concurrency)
+                latencies = result.pop("latencies")
+                result.update(p50_ms=1e3 * float(np.percentile(latencies, 50)),
+                              p99_ms=1e3 * float(np.percentile(latencies, 99)),
+                              worker_rss_mb=_worker_rss_mb(server.pid), experiments=count)
+            finally:
+                server.terminate()
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+            out[label] = result
+            log(f"serving: {count} held: {result['requests_per_s']:.0f} req/s, p50 {result['p50_ms']:.2f} ms, "
+                f"p99 {result['p99_ms']:.2f} ms, errors {result['errors']}, worker RSS {result['worker_rss_mb']:.0f} MB")
+    out["p50_many_over_one"] = out["many"]["p50_ms"] / out["one"]["p50_ms"]
+    out["rps_many_over_one"] = out["many"]["requests_per_s"] / out["one"]["requests_per_s"]
+    out["memory_per_held_experiment_kb"] = 1024.0 * (out["many"]["worker_rss_mb"] - out["one"]["worker_rss_mb"]) / (held - 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bayesopt bench scale", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path (default %(default)s)")
@@ -146,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=30, help="days of hourly history for the last refit")
     parser.add_argument("--repeats", type=int, default=3, help="refits per history measurement (best is kept)")
     parser.add_argument("--workers", type=int, default=None, help="pool and Ray workers (default: CPU count)")
-    parser.add_argument("--skip", choices=("executors", "history", "pool", "ray"), action="append", default=[],
-                        help="leave a part out")
+    parser.add_argument("--held", type=int, default=1000, help="experiments one serving worker holds")
+    parser.add_argument("--serve-seconds", type=float, default=10.0, help="seconds of load on each serving worker")
+    parser.add_argument("--concurrency", type=int, default=4, help="load generator processes")
+    parser.add_argument("--skip", choices=("executors", "history", "pool", "ray", "serving"), action="append",
+                        default=[], help="leave a part out")
     args = parser.parse_args(argv)
 
     import torch
@@ -166,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     with EmbeddedRedis() as server:
         if "history" not in args.skip:
             result["history"] = bench_history(server.url, args.days, args.repeats, log)
+        if "serving" not in args.skip:
+            result["serving"] = bench_serving_many(args.held, args.serve_seconds, args.concurrency, log)
         if "executors" not in args.skip:
             result["executors"] = bench_executors(server.url, args.experiments, bounded_workers(args.workers),
                                                   args.skip, log)

@@ -147,8 +147,12 @@ def sim_row(i: int, **overrides) -> dict:
 def test_simulator_rows_are_stored_by_run_and_setting_or_refused_whole(store: ParamStore, live) -> None:
     launch(store, "feed")
     url = f"{live.base_url}/v1/experiments/feed/observations"
-    r = requests.post(url, json={"rows": [sim_row(i) for i in range(50)]}, timeout=5)
-    assert r.status_code == 201 and r.json() == {"experiment": "feed", "accepted": 50}
+    batch = {"rows": [sim_row(i) for i in range(50)], "batch_id": "replay-1-part-1"}
+    r = requests.post(url, json=batch, timeout=5)
+    assert r.status_code == 201 and r.json() == {"experiment": "feed", "accepted": 50, "duplicate": False,
+                                                 "batch_id": "replay-1-part-1"}
+    retried = requests.post(url, json=batch, timeout=5)  # a client that lost the reply sends it again
+    assert retried.status_code == 200 and retried.json()["duplicate"] is True
     sim = store.simulator_observations("feed")
     assert len(sim) == 50 and set(sim["run"]) == {"replay-1"} and sim["count"].sum() == 50_000
     assert store.observations("feed").empty, "simulator rows are not per-version statistics"

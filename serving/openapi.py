@@ -160,7 +160,8 @@ def _schemas(config: ServingConfig) -> dict[str, Any]:
 # -- analysts' routes (serving/analysts.py) ----------------------------------------------------------------------
 def _analyst_paths() -> dict[str, Any]:
     confidence = {"name": "confidence", "in": "query", "required": False,
-                  "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.95},
+                  "schema": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1,
+                             "exclusiveMaximum": True, "default": 0.95},
                   "description": "Confidence of every interval."}
     report = {"type": "object", "description": "bayesopt.report.impact_report: per-window and combined lifts of "
               "the served mix and each arm against control, cumulative gain, guardrail status, sample-ratio check.",
@@ -169,7 +170,7 @@ def _analyst_paths() -> dict[str, Any]:
                   ("confidence", "number"), ("windows", "array"), ("combined", "object"), ("guardrails", "array"),
                   ("cumulative_gain", "object"), ("sample_ratio", "object"))}}
     decision = {"type": "object", "required": ["arm_id"], "properties": {
-        "arm_id": {"type": "string", "description": "An arm the experiment served."},
+        "arm_id": {"type": "string", "minLength": 1, "description": "An arm the experiment served."},
         "reason": {"type": "string", "description": "Why; kept with the decision."}}}
     frozen = json_body({"type": "object", "properties": {"experiment": {"type": "string"}, "frozen": {"type": "boolean"},
                                                          "current_version": {"type": "integer"}}}, "The freeze state.")

@@ -76,13 +76,27 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.commands.serve import gunicorn_options, run_gunicorn
 
         return run_gunicorn(bare_app, gunicorn_options(bind=args.bare_server, workers=args.workers, threads=args.threads))
-    result = run(args)
+    emit(run(args), args.out)
+    return 0
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print a benchmark's JSON result, and write it to ``out`` too if given."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    return 0
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+
+
+def terminate(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Stop a server process: SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 # -- orchestration ---------------------------------------------------------------------------------------------
@@ -125,12 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             local = _local(serving_port, ids, args.local_draws)
         finally:
             for proc in servers:
-                proc.terminate()
-            for proc in servers:
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                terminate(proc)
     ratio = endpoints["params"]["requests_per_s"] / endpoints["bare"]["requests_per_s"]
     cpu_ratio = endpoints["bare"]["worker_cpu_us_per_request"] / endpoints["params"]["worker_cpu_us_per_request"]
     return {

@@ -4,9 +4,10 @@ In one run, on loopback, with one load generator:
 
 1. gunicorn serving the app (``bayesopt serve``) and gunicorn serving a bare Flask app that only returns "ok",
    with the same gunicorn options; a closed-loop generator (``--concurrency`` processes, one request at a
-   time each, a new connection per request, as gunicorn's sync workers close them) hits each in turn for
-   ``--duration`` seconds, alternating for ``--rounds`` rounds: requests per second, p50 and p99 latency.
-   Goal: the single-member endpoint at >= 0.8 of the bare endpoint's requests per second.
+   time each) hits each in turn for ``--duration`` seconds, alternating for ``--rounds`` rounds, first with a
+   new connection per request, then with one keep-alive connection per process (as rankers' HTTP pools do):
+   requests per second, p50 and p99 latency. Goal: the single-member endpoint at >= 0.9 of the bare
+   endpoint's requests per second, in both modes.
 2. The batch endpoint with 1,000 member ids: server time from the ``Server-Timing`` header. Goal: < 10 ms.
 3. Local in-process draws (``ServingClient.local``), one thread: goal >= 200,000 per second on one core. The
    coupled mode's worst case (a full block of ``horizon`` versions) is measured too.
@@ -18,6 +19,7 @@ ratio between the two endpoints is the number to compare across machines.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import multiprocessing as mp
 import os
@@ -37,7 +39,7 @@ from flask import Flask
 SPEC = Path(__file__).parent / "specs" / "feed_example.yaml"
 EXPERIMENT = "feed_example"
 NAMESPACE = "bench"
-GOALS = {"params_vs_bare_rps": 0.8, "batch_1000_server_ms_p50": 10.0, "local_draws_per_s": 200_000}
+GOALS = {"params_vs_bare_rps": 0.9, "batch_1000_server_ms_p50": 10.0, "local_draws_per_s": 200_000}
 STARTUP_TIMEOUT_S = 60.0
 #: Seconds each generator process runs before measuring (connection setup, worker warm-up).
 WARMUP_S = 0.2
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=20,
                    help="alternating slices per endpoint; short slices pair up under drifting background load (default 20)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers of each server (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="threads per worker; > 1 uses gthread (default 1: sync)")
+    p.add_argument("--threads", type=int, default=4, help="threads per gthread worker of both servers (default 4)")
     p.add_argument("--concurrency", type=int, default=4, help="load generator processes (default 4)")
     p.add_argument("--batch-requests", type=int, default=200, help="batch requests of 1,000 ids (default 200)")
     p.add_argument("--local-draws", type=int, default=200_000, help="local draws to time (default 200,000)")
@@ -76,13 +78,27 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.commands.serve import gunicorn_options, run_gunicorn
 
         return run_gunicorn(bare_app, gunicorn_options(bind=args.bare_server, workers=args.workers, threads=args.threads))
-    result = run(args)
+    emit(run(args), args.out)
+    return 0
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print a benchmark's JSON result, and write it to ``out`` too if given."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    return 0
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+
+
+def terminate(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Stop a server process: SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 # -- orchestration ---------------------------------------------------------------------------------------------
@@ -105,33 +121,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _wait_http(serving_port, "/v1/ready", servers[0])
             _wait_http(bare_port, "/ok", servers[1])
             ids = [f"member-{i}" for i in range(100_000)]
-            targets = {
-                "bare": (bare_port, ["/ok"]),
-                "params": (serving_port, [f"/v1/experiments/{EXPERIMENT}/params?member_id={m}" for m in ids[:20_000]]),
+            param_paths = [f"/v1/experiments/{EXPERIMENT}/params?member_id={m}" for m in ids[:20_000]]
+            targets = {  # name: (port, paths, keep-alive), new connections first, then keep-alive clients
+                "bare": (bare_port, ["/ok"], False), "params": (serving_port, param_paths, False),
+                "bare_keepalive": (bare_port, ["/ok"], True), "params_keepalive": (serving_port, param_paths, True),
             }
-            masters = {"bare": servers[1], "params": servers[0]}
+            masters = {"bare": servers[1], "params": servers[0], "bare_keepalive": servers[1], "params_keepalive": servers[0]}
             rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
-            for i in range(args.rounds):
-                order = list(targets) if i % 2 == 0 else list(reversed(targets))  # neither always goes first
-                for name in order:
-                    port, paths = targets[name]
-                    cpu_before = _children_cpu_s(masters[name].pid)
-                    result = load(port, paths, duration=args.duration / args.rounds, concurrency=args.concurrency)
-                    result["worker_cpu_s"] = _children_cpu_s(masters[name].pid) - cpu_before
-                    rounds[name].append(result)
+            for pair in (("bare", "params"), ("bare_keepalive", "params_keepalive")):
+                for i in range(args.rounds):
+                    for name in pair if i % 2 == 0 else reversed(pair):  # neither always goes first
+                        port, paths, keepalive = targets[name]
+                        cpu_before = _children_cpu_s(masters[name].pid)
+                        result = load(port, paths, duration=args.duration / args.rounds, concurrency=args.concurrency,
+                                      keepalive=keepalive)
+                        result["worker_cpu_s"] = _children_cpu_s(masters[name].pid) - cpu_before
+                        rounds[name].append(result)
             endpoints = {name: _summarise(rs) for name, rs in rounds.items()}
             paired = [p["requests_per_s"] / b["requests_per_s"] for p, b in zip(rounds["params"], rounds["bare"], strict=True)]
+            paired_ka = [p["requests_per_s"] / b["requests_per_s"]
+                         for p, b in zip(rounds["params_keepalive"], rounds["bare_keepalive"], strict=True)]
             batch = _batch(serving_port, ids, args.batch_requests)
             local = _local(serving_port, ids, args.local_draws)
         finally:
             for proc in servers:
-                proc.terminate()
-            for proc in servers:
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                terminate(proc)
     ratio = endpoints["params"]["requests_per_s"] / endpoints["bare"]["requests_per_s"]
+    ratio_ka = endpoints["params_keepalive"]["requests_per_s"] / endpoints["bare_keepalive"]["requests_per_s"]
     cpu_ratio = endpoints["bare"]["worker_cpu_us_per_request"] / endpoints["params"]["worker_cpu_us_per_request"]
     return {
         "benchmark": "serving",
@@ -141,10 +157,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "params_vs_bare_rps": round(ratio, 3),
         "params_vs_bare_rps_paired_median": round(statistics.median(paired), 3),
         "params_vs_bare_worker_cpu": round(cpu_ratio, 3),
+        "params_vs_bare_rps_keepalive": round(ratio_ka, 3),
+        "params_vs_bare_rps_keepalive_paired_median": round(statistics.median(paired_ka), 3),
         "batch_1000": batch,
         "local": local,
         "goals": {
             "params_vs_bare_rps": {"goal": f">= {GOALS['params_vs_bare_rps']}", "met": ratio >= GOALS["params_vs_bare_rps"]},
+            "params_vs_bare_rps_keepalive": {"goal": f">= {GOALS['params_vs_bare_rps']}",
+                                             "met": ratio_ka >= GOALS["params_vs_bare_rps"]},
             "batch_1000_server_ms_p50": {"goal": f"< {GOALS['batch_1000_server_ms_p50']}",
                                          "met": batch["server_ms_p50"] < GOALS["batch_1000_server_ms_p50"]},
             "local_draws_per_s": {"goal": f">= {GOALS['local_draws_per_s']}",
@@ -190,9 +210,9 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
     return int(raw[9:12]), raw
 
 
-def _worker(port: int, paths: list[str], duration: float, seed: int, out: Any) -> None:
+def _worker(port: int, paths: list[str], duration: float, seed: int, out: Any, keepalive: bool) -> None:
     rng = random.Random(seed)
-    requests = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode() for p in paths]
+    send = _keepalive_sender(port) if keepalive else _fresh_connection_sender(port)
     latencies, errors = [], 0
     warm_until = time.perf_counter() + WARMUP_S
     stop = warm_until + duration
@@ -200,16 +220,7 @@ def _worker(port: int, paths: list[str], duration: float, seed: int, out: Any) -
         now = time.perf_counter()
         if now >= stop:
             break
-        req = requests[rng.randrange(len(requests))]
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                s.sendall(req)
-                first = s.recv(65536)
-                while s.recv(65536):
-                    pass
-            ok = first[9:12] == b"200"
-        except OSError:
-            ok = False
+        ok = send(paths[rng.randrange(len(paths))])
         done = time.perf_counter()
         if now >= warm_until:
             if ok:
@@ -219,11 +230,44 @@ def _worker(port: int, paths: list[str], duration: float, seed: int, out: Any) -
     out.put((latencies, errors))
 
 
-def load(port: int, paths: list[str], *, duration: float, concurrency: int) -> dict[str, Any]:
+def _fresh_connection_sender(port: int) -> Any:
+    """``send(path) -> ok`` over a new connection per request (``Connection: close``)."""
+    def send(path: str) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+                first = s.recv(65536)
+                while s.recv(65536):
+                    pass
+            return first[9:12] == b"200"
+        except OSError:
+            return False
+
+    return send
+
+
+def _keepalive_sender(port: int) -> Any:
+    """``send(path) -> ok`` reusing one connection, as a ranker's HTTP client pool does (reconnects if closed)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def send(path: str) -> bool:
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            return response.status == 200
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return False
+
+    return send
+
+
+def load(port: int, paths: list[str], *, duration: float, concurrency: int, keepalive: bool = False) -> dict[str, Any]:
     """Closed-loop load from ``concurrency`` processes for ``duration`` seconds after a warm-up."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(port, paths, duration, i, out)) for i in range(concurrency)]
+    procs = [ctx.Process(target=_worker, args=(port, paths, duration, i, out, keepalive)) for i in range(concurrency)]
     for p in procs:
         p.start()
     results = [out.get(timeout=duration + 60) for _ in procs]

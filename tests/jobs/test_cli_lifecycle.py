@@ -73,5 +73,6 @@ def test_embedded_server_is_shared_across_cli_calls(tmp_path: Path) -> None:
         listed = _cli("status", env=env)
         assert listed.returncode == 0 and "feed_example: running, current version 1" in listed.stdout
     finally:
-        assert _cli("redis", "stop", env=env).stdout.strip() == "embedded redis stopped"
+        stopped = _cli("redis", "stop", env=env).stdout.strip()
+        assert stopped == f"embedded redis stopped; its data is kept in {(tmp_path / 'home' / 'redis').resolve()}"
     assert not (tmp_path / "home" / "redis" / "redis.sock").exists() or not EmbeddedRedis(tmp_path / "home" / "redis").is_running()

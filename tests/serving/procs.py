@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from simulations.bench_serving import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30.0
 
@@ -50,9 +52,4 @@ def wait_ready(proc: subprocess.Popen, url: str) -> None:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    terminate(proc, timeout_s=15)

@@ -91,7 +91,7 @@ class _Window:
         c = self.moments.get((self.control_id, metric))
         served = [(a.arm_id, a.weight, self.moments[(a.arm_id, metric)]) for a in self.dist.arms
                   if a.weight > 0 and (a.arm_id, metric) in self.moments]
-        if c is None or len(served) < 2:  # nothing to compare (a pinned version serves one arm to everyone)
+        if c is None or len(served) < 2 or self.total <= 0:  # nothing to compare (a pinned version serves one arm)
             return None
         total_weight = sum(w for _, w, _ in served)
         value, var, w_control = -c.mean, 0.0, 0.0

@@ -39,8 +39,8 @@ def frontier_figure(analysis: ParetoAnalysis, frontier: Frontier) -> go.Figure:
     band_y = _pct(list(pred[f"{o}_upper"]) + list(pred[f"{o}_lower"])[::-1])
     fig.add_trace(go.Scatter(x=band_x, y=band_y, fill="toself", name=f"{analysis.credibility:.0%} credible band",
                              line={"width": 0}, fillcolor="rgba(49,130,189,0.2)"))
-    fig.add_trace(go.Scatter(x=_pct(pred[g]), y=_pct(pred[o]), mode="lines", name="predicted frontier",
-                             line={"color": "#3182bd"}))
+    fig.add_trace(go.Scatter(x=_pct(pred[g]), y=_pct(pred[o]), mode="lines+markers", name="predicted frontier",
+                             line={"color": "#3182bd"}, marker={"size": 7, "color": "#3182bd"}))
     arms = _informative(arms, pts, (o, g))
     for frame, name, color in ((arms, "observed arms", "#636363"), (obs, "observed frontier", "#e6550d")):
         fig.add_trace(go.Scatter(
@@ -184,8 +184,9 @@ def _draw_scatters(ax: Any, traces: list[Any]) -> None:
     for t in traces:
         if t.fill == "toself":
             ax.fill(t.x, t.y, alpha=0.25, label=t.name, color="#3182bd")
-        elif t.mode == "lines":
-            ax.plot(t.x, t.y, label=t.name, linestyle="--" if t.line.dash else "-", color=t.line.color)
+        elif t.mode in ("lines", "lines+markers"):
+            ax.plot(t.x, t.y, label=t.name, linestyle="--" if t.line.dash else "-", color=t.line.color,
+                    marker="o" if t.mode == "lines+markers" else None, ms=4, zorder=4)
         elif t.error_x and t.error_x.array is not None:
             ax.errorbar(t.x, t.y, xerr=[t.error_x.arrayminus, t.error_x.array],
                         yerr=[t.error_y.arrayminus, t.error_y.array], fmt="o", ms=4, label=t.name,

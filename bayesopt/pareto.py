@@ -37,6 +37,8 @@ from bayesopt.spec import ExperimentSpec, Guardrail
 #: Sobol points the predicted frontier is read from (a power of two keeps the sequence balanced).
 DEFAULT_POINTS = 1024
 DEFAULT_CREDIBILITY = 0.9
+#: Arms of the current distribution below this weight are not part of its mass (allocation leaves some at 1e-20).
+MIN_SHOWN_WEIGHT = 1e-6
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class Frontier:
     Attributes:
         objective, guardrail: metric names.
         predicted: frontier rows of the models: ``x.<param>``, ``objective``, ``objective_lower/upper``,
-            ``guardrail``, ``guardrail_lower/upper``, ``p_feasible``, sorted by ``guardrail``.
+            ``guardrail``, ``guardrail_lower/upper``, ``p_feasible``, sorted by ``guardrail``; among the points
+            whose predicted means meet every other guardrail (``others_met``; all points if none does).
         observed: frontier arms by their pooled observed effects, with confidence intervals (same columns, and
             ``arm_id``).
         arms_observed: every observed arm, frontier or not.
@@ -225,11 +228,20 @@ def nondominated(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _frontier(spec: ExperimentSpec, objective: str, g: Guardrail, scale: Mapping[str, Scale], points: pd.DataFrame,
               observed: pd.DataFrame) -> Frontier:
+    """The trade-off of ``objective`` against ``g`` among the points whose posterior means meet every *other*
+    guardrail (all points when none does, flagged by ``others_met`` in the rows)."""
     so, sg = scale[objective], scale[g.metric]
     cols = lambda m: [m, f"{m}_lower", f"{m}_upper"]  # noqa: E731
     params = [c for c in points.columns if c.startswith("x.")]
-    mask = nondominated(so.sign * points[objective].to_numpy(), sg.sign * points[g.metric].to_numpy())
-    predicted = points.loc[mask, ["arm_id", *params, *cols(objective), *cols(g.metric), "p_feasible"]]
+    others = np.ones(len(points), dtype=bool)
+    for other in spec.guardrails:
+        if other.metric != g.metric:
+            value = points[other.metric].to_numpy()
+            others &= value >= other.bound if other.is_lower else value <= other.bound
+    pool_ = points.assign(others_met=others) if others.any() else points.assign(others_met=False)
+    pool_ = pool_[others] if others.any() else pool_
+    mask = nondominated(so.sign * pool_[objective].to_numpy(), sg.sign * pool_[g.metric].to_numpy())
+    predicted = pool_.loc[mask, ["arm_id", *params, *cols(objective), *cols(g.metric), "p_feasible", "others_met"]]
     predicted = predicted.sort_values(g.metric).reset_index(drop=True)
     both = observed.dropna(subset=[objective, g.metric])
     arms = both[["arm_id", *cols(objective), *cols(g.metric)]].reset_index(drop=True)
@@ -241,7 +253,7 @@ def _frontier(spec: ExperimentSpec, objective: str, g: Guardrail, scale: Mapping
 def _current(points: pd.DataFrame, current: ParameterDistribution | None) -> pd.DataFrame:
     if current is None:
         return points.iloc[0:0].assign(weight=[])
-    weights = {a.arm_id: a.weight for a in current.arms if a.weight > 0}
+    weights = {a.arm_id: a.weight for a in current.arms if a.weight >= MIN_SHOWN_WEIGHT}
     rows = points[points["arm_id"].isin(weights)].drop_duplicates("arm_id")
     return rows.assign(weight=rows["arm_id"].map(weights)).reset_index(drop=True)
 
@@ -284,17 +296,24 @@ def frontier_curve(frontier_objective: np.ndarray, frontier_guardrail: np.ndarra
 def ship_candidate(spec: ExperimentSpec, analysis: ParetoAnalysis) -> dict[str, Any] | None:
     """The arm a team would ship: of the arms served so far (control included), the one with the best predicted
     first objective among those whose probability of meeting every guardrail reaches
-    ``spec.policy.feasibility_threshold``; with its predicted value and band of every metric. None if no served
+    ``spec.policy.feasibility_threshold``; with its predicted value and band of every metric, and under
+    ``best_on_objective`` the served arm with the best predicted objective regardless of risk. None if no served
     arm qualifies."""
-    arms = analysis.points.dropna(subset=["arm_id"]).drop_duplicates("arm_id")
-    arms = arms[arms["p_feasible"] >= spec.policy.feasibility_threshold]
-    if arms.empty:
-        return None
+    served = analysis.points.dropna(subset=["arm_id"]).drop_duplicates("arm_id")
     objective = spec.objectives[0]
     sign = 1.0 if objective.direction == "maximize" else -1.0
-    best = arms.loc[(sign * arms[objective.metric]).idxmax()]
-    metrics = {m: {"value": float(best[m]), "lower": float(best[f"{m}_lower"]), "upper": float(best[f"{m}_upper"]),
+    arms = served[served["p_feasible"] >= spec.policy.feasibility_threshold]
+    if arms.empty:
+        return None
+    best = _arm_summary(spec, analysis, arms.loc[(sign * arms[objective.metric]).idxmax()])
+    # what the team gives up: the served arm the models rate best on the objective, whatever its risk
+    top = _arm_summary(spec, analysis, served.loc[(sign * served[objective.metric]).idxmax()])
+    return {**best, "best_on_objective": top}
+
+
+def _arm_summary(spec: ExperimentSpec, analysis: ParetoAnalysis, row: pd.Series) -> dict[str, Any]:
+    metrics = {m: {"value": float(row[m]), "lower": float(row[f"{m}_lower"]), "upper": float(row[f"{m}_upper"]),
                    "units": "relative lift" if analysis.scales[m].divisor != 1.0 else "level"}
                for m in analysis.scales}
-    return {"arm_id": best["arm_id"], "values": {p: float(best[f"x.{p}"]) for p in spec.parameter_names},
-            "p_feasible": float(best["p_feasible"]), "predicted": metrics}
+    return {"arm_id": row["arm_id"], "values": {p: float(row[f"x.{p}"]) for p in spec.parameter_names},
+            "p_feasible": float(row["p_feasible"]), "predicted": metrics}

@@ -68,13 +68,11 @@ class _Window:
     """One version's moments per (arm, metric) and the lifts computed from them."""
 
     def __init__(self, spec: ExperimentSpec, act: Activation, moments: Mapping[tuple[str, str], Moments],
-                 confidence: float) -> None:
+                 members: Mapping[str, float], confidence: float) -> None:
         self.spec, self.act, self.moments, self.confidence = spec, act, moments, confidence
         self.dist = act.distribution
         self.control_id = self.dist.control_arm_id
-        member_metric = spec.objectives[0].metric
-        self.members = {a.arm_id: moments[(a.arm_id, member_metric)].count if (a.arm_id, member_metric) in moments
-                        else 0.0 for a in self.dist.arms}
+        self.members = {a.arm_id: float(members.get(a.arm_id, 0.0)) for a in self.dist.arms}
         self.total = sum(self.members.values())
 
     def est(self, value: float, var: float) -> Estimate:
@@ -91,7 +89,7 @@ class _Window:
         c = self.moments.get((self.control_id, metric))
         served = [(a.arm_id, a.weight, self.moments[(a.arm_id, metric)]) for a in self.dist.arms
                   if a.weight > 0 and (a.arm_id, metric) in self.moments]
-        if c is None or len(served) < 2:  # nothing to compare (a pinned version serves one arm to everyone)
+        if c is None or len(served) < 2 or self.total <= 0:  # nothing to compare (a pinned version serves one arm)
             return None
         total_weight = sum(w for _, w, _ in served)
         value, var, w_control = -c.mean, 0.0, 0.0
@@ -156,11 +154,20 @@ def impact_report(
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: must be in (0, 1), got {confidence!r}")
+    rates = {m.name for m in spec.metrics if m.kind == "rate"}
+    member_metric = spec.objectives[0].metric
     by_version: dict[int, dict[tuple[str, str], Moments]] = {}
+    members: dict[int, dict[str, float]] = {}
     for s in stats:
-        if s.source == "online" and s.count > 0:
-            by_version.setdefault(s.version, {})[(s.arm_id, s.metric)] = Moments.from_sums(s.count, s.sum, s.sum_sq)
-    windows = [_Window(spec, act, by_version.get(act.distribution.version, {}), confidence) for act in activations]
+        if s.source != "online" or s.count <= 0:
+            continue
+        if s.metric == member_metric:
+            members.setdefault(s.version, {})[s.arm_id] = s.count
+        if s.count >= 2 or s.metric in rates:  # one outcome of a mean metric says nothing of its spread
+            moments = Moments.from_sums(s.count, s.sum, s.sum_sq, rate=s.metric in rates)
+            by_version.setdefault(s.version, {})[(s.arm_id, s.metric)] = moments
+    windows = [_Window(spec, act, by_version.get(act.distribution.version, {}),
+                       members.get(act.distribution.version, {}), confidence) for act in activations]
     metrics = spec.metric_names
     window_docs, mix_lifts, arm_lifts = [], {m: [] for m in metrics}, {}
     gains = {m: {"value": 0.0, "var": 0.0, "by_window": []} for m in metrics}

@@ -59,9 +59,15 @@ class Moments:
     var_mean: float
 
     @classmethod
-    def from_sums(cls, count: float, total: float, total_sq: float) -> Moments:
+    def from_sums(cls, count: float, total: float, total_sq: float, *, rate: bool = False) -> Moments:
+        """A rate's variance is at least that of a binomial with the mean shrunk by half an outcome each way, so
+        0 of 3 is not "exactly 0" (``p (1 - p)`` at ``p = (sum + 1/2) / (count + 1)``); other metrics need two
+        outcomes (the caller leaves single outcomes out)."""
         mean = total / count
         var = (total_sq - total * mean) / (count - 1) if count > 1 else 0.0
+        if rate:
+            shrunk = (total + 0.5) / (count + 1.0)
+            var = max(var, shrunk * (1.0 - shrunk))
         return cls(count, mean, max(var, 0.0) / count)
 
 

@@ -39,8 +39,8 @@ def frontier_figure(analysis: ParetoAnalysis, frontier: Frontier) -> go.Figure:
     band_y = _pct(list(pred[f"{o}_upper"]) + list(pred[f"{o}_lower"])[::-1])
     fig.add_trace(go.Scatter(x=band_x, y=band_y, fill="toself", name=f"{analysis.credibility:.0%} credible band",
                              line={"width": 0}, fillcolor="rgba(49,130,189,0.2)"))
-    fig.add_trace(go.Scatter(x=_pct(pred[g]), y=_pct(pred[o]), mode="lines", name="predicted frontier",
-                             line={"color": "#3182bd"}))
+    fig.add_trace(go.Scatter(x=_pct(pred[g]), y=_pct(pred[o]), mode="lines+markers", name="predicted frontier",
+                             line={"color": "#3182bd"}, marker={"size": 7, "color": "#3182bd"}))
     arms = _informative(arms, pts, (o, g))
     for frame, name, color in ((arms, "observed arms", "#636363"), (obs, "observed frontier", "#e6550d")):
         fig.add_trace(go.Scatter(
@@ -110,25 +110,32 @@ def guardrails_figure(report: dict[str, Any], analysis: ParetoAnalysis) -> go.Fi
 
 
 def ship_figure(ship: dict[str, Any] | None, report: dict[str, Any]) -> go.Figure:
-    """The arm a team would ship: its predicted lifts with bands and, where it was served, its observed lifts."""
+    """The arm a team would ship: its predicted lifts with bands and, where it was served, its observed lifts; next
+    to them the served arm the models rate best on the objective (what a riskier choice would promise)."""
     fig = go.Figure()
     if ship is None:
         fig.update_layout(title="no served arm meets every guardrail with enough confidence yet")
         return fig
-    pred = ship["predicted"]
-    fig.add_trace(go.Bar(x=list(pred), y=[PERCENT * v["value"] for v in pred.values()], name="predicted",
-                         error_y={"type": "data", "symmetric": False,
-                                  "array": [PERCENT * (v["upper"] - v["value"]) for v in pred.values()],
-                                  "arrayminus": [PERCENT * (v["value"] - v["lower"]) for v in pred.values()]}))
+    _lift_bars(fig, ship["predicted"], f"predicted: {ship['arm_id']}")
     observed = report["combined"]["arms"].get(ship["arm_id"], {}).get("metrics", {})
     if observed:
-        rel = {m: v["relative_lift"] for m, v in observed.items() if m in pred}
-        fig.add_trace(go.Bar(x=list(rel), y=[PERCENT * v["value"] for v in rel.values()], name="observed",
-                             error_y={"type": "data", "array": [PERCENT * (v["upper"] - v["value"]) for v in rel.values()]}))
+        rel = {m: v["relative_lift"] for m, v in observed.items() if m in ship["predicted"]}
+        _lift_bars(fig, rel, f"observed: {ship['arm_id']}")
+    top = ship["best_on_objective"]
+    if top["arm_id"] != ship["arm_id"]:
+        _lift_bars(fig, top["predicted"], f"predicted: {top['arm_id']} (best on objective, P(feasible) {top['p_feasible']:.2f})")
     fig.update_layout(title=f"ship candidate {ship['arm_id']} (P(feasible) {ship['p_feasible']:.2f}): "
                       f"{', '.join(f'{k}={v:.3g}' for k, v in ship['values'].items())}", barmode="group",
                       yaxis_title="change against control (%)")
     return fig
+
+
+def _lift_bars(fig: go.Figure, lifts: dict[str, dict[str, Any]], name: str) -> None:
+    lifts = {m: v for m, v in lifts.items() if v.get("value") is not None}
+    fig.add_trace(go.Bar(x=list(lifts), y=[PERCENT * v["value"] for v in lifts.values()], name=name,
+                         error_y={"type": "data", "symmetric": False,
+                                  "array": [PERCENT * (v["upper"] - v["value"]) for v in lifts.values()],
+                                  "arrayminus": [PERCENT * (v["value"] - v["lower"]) for v in lifts.values()]}))
 
 
 #: Arms named in a PNG's legend (the heaviest); a long experiment serves dozens.
@@ -177,8 +184,9 @@ def _draw_scatters(ax: Any, traces: list[Any]) -> None:
     for t in traces:
         if t.fill == "toself":
             ax.fill(t.x, t.y, alpha=0.25, label=t.name, color="#3182bd")
-        elif t.mode == "lines":
-            ax.plot(t.x, t.y, label=t.name, linestyle="--" if t.line.dash else "-", color=t.line.color)
+        elif t.mode in ("lines", "lines+markers"):
+            ax.plot(t.x, t.y, label=t.name, linestyle="--" if t.line.dash else "-", color=t.line.color,
+                    marker="o" if t.mode == "lines+markers" else None, ms=4, zorder=4)
         elif t.error_x and t.error_x.array is not None:
             ax.errorbar(t.x, t.y, xerr=[t.error_x.arrayminus, t.error_x.array],
                         yerr=[t.error_y.arrayminus, t.error_y.array], fmt="o", ms=4, label=t.name,

@@ -29,7 +29,7 @@ def test_the_notebook_reviews_a_stored_experiment(redis_server: EmbeddedRedis, s
     run_refits(redis_server, store, "review", 3)
     for key, value in {"BAYESOPT_REVIEW_SOURCE": "store", "BAYESOPT_REVIEW_EXPERIMENT": "review",
                        "REDIS_URL": redis_server.url, "BAYESOPT_NAMESPACE": store.namespace,
-                       "BAYESOPT_REVIEW_PNG_DIR": str(tmp_path / "png"), "BAYESOPT_REVIEW_POINTS": "128",
+                       "BAYESOPT_REVIEW_PNG_DIR": str(tmp_path / "png"), "BAYESOPT_REVIEW_POINTS": "128", "BAYESOPT_REVIEW_RENDERER": "plotly_mimetype",
                        "OMP_NUM_THREADS": "1"}.items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -45,7 +45,7 @@ def test_the_notebook_reviews_a_stored_experiment(redis_server: EmbeddedRedis, s
     assert len(weights["data"][0]["x"]) == len(store.history("review"))
     assert [t["name"] for t in guardrails["data"]] == ["observed margin (served mix)", "predicted margin (current distribution)"]
     assert all(t["x"] == ["applies"] for t in guardrails["data"])
-    assert ship["data"] and ship["data"][0]["name"] == "predicted"
+    assert ship["data"] and ship["data"][0]["name"].startswith("predicted: ")
     pngs = sorted(p.name for p in (tmp_path / "png").glob("*.png"))
     assert pngs == ["frontier_sessions_vs_applies.png", "guardrails.png", "ship.png", "weights.png"]
     assert all((tmp_path / "png" / p).stat().st_size > 10_000 for p in pngs)

@@ -319,12 +319,11 @@ class ParamStore:
         returns the number of rows stored.
         """
         rows = list(rows)
-        stats = parse_simulator_rows(self.load_spec(name), rows)
-        pipe = self._redis.pipeline(transaction=True)
+        increments = [pair for s in parse_simulator_rows(self.load_spec(name), rows) for pair in simulator_codec.increments(s)]
         key = self._keys.simulator_observations(name)
-        for s in stats:
-            for field, amount in simulator_codec.increments(s):
-                pipe.hincrbyfloat(key, field, amount)
+        pipe = self._redis.pipeline(transaction=True)
+        for field, amount in increments:
+            pipe.hincrbyfloat(key, field, amount)
         pipe.execute()
         return len(rows)
 

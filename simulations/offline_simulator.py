@@ -87,7 +87,7 @@ class OfflineSimulator:
         self._t_mean, self._g_mean = truth.mean(axis=0), raw.mean(axis=0)
         self._beta = (t_c * g_c).sum(axis=0) / np.maximum((t_c**2).sum(axis=0), 1e-300)  # m
         self._g_sd = np.maximum((g_c - self._beta * t_c).std(axis=0), 1e-300)
-        self._last: tuple[bytes, np.ndarray] | None = None
+        self._truths: dict[bytes, np.ndarray] = {}
 
     def with_config(self, config: SimulatorConfig) -> OfflineSimulator:
         """The same world, spec and seed with other knobs (the truth already computed is reused)."""
@@ -112,9 +112,11 @@ class OfflineSimulator:
     def levels(self, values: np.ndarray) -> np.ndarray:
         """Noise-free simulated levels ``n x m`` at ``n x d`` parameter values (spec order)."""
         U = self._unit(np.atleast_2d(values))
-        if self._last is None or self._last[0] != U.tobytes():  # the world's truth is the expensive part
-            self._last = (U.tobytes(), self._truth(U))
-        truth = self._last[1]
+        key = U.tobytes()
+        if key not in self._truths:  # the world's truth is the expensive part; copies share this cache
+            self._truths.clear()
+            self._truths[key] = self._truth(U)
+        truth = self._truths[key]
         g = (self._raw_distortion(U) - self._g_mean - self._beta * (truth - self._t_mean)) / self._g_sd
         c = self.config
         effect = c.rho * (truth - self.control) + math.sqrt(1 - c.rho**2) * self.sigma * g

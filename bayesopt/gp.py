@@ -100,19 +100,27 @@ def fit_model(data: MetricData, warm: Mapping[str, Any] | None = None) -> Single
     Raises:
         ModelFitError: the data are degenerate, the optimiser failed, or the fit left non-finite values.
     """
-    model = build_model(data)
+    return maximise_likelihood(build_model(data), data.metric, warm)
+
+
+def maximise_likelihood(model: Any, metric: str, warm: Mapping[str, Any] | None = None, **fit_options: Any) -> Any:
+    """Fit an exact GP ``model`` by MAP (``fit_gpytorch_mll`` with ``fit_options``), from ``warm`` if given.
+
+    Returns the model in eval mode; raises :class:`ModelFitError` naming ``metric`` if the optimiser failed or
+    left non-finite hyperparameters.
+    """
     if warm:
         load_hyperparameters(model, warm)
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     try:
         with exact_linalg(), warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizationWarning)
-            fit_gpytorch_mll(mll)
+            fit_gpytorch_mll(mll, **fit_options)
     except Exception as exc:  # the optimiser's failures come in many types; all mean "no sound model"
-        raise ModelFitError(f"metric {data.metric!r}: GP fit failed: {exc}") from exc
+        raise ModelFitError(f"metric {metric!r}: GP fit failed: {exc}") from exc
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
-        raise ModelFitError(f"metric {data.metric!r}: fit left non-finite hyperparameters {bad}")
+        raise ModelFitError(f"metric {metric!r}: fit left non-finite hyperparameters {bad}")
     return model.eval()
 
 

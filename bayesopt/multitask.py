@@ -31,17 +31,15 @@ import numpy as np
 import pandas as pd
 import torch
 from botorch.exceptions import OptimizationWarning
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP
 from botorch.models.transforms.outcome import StratifiedStandardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.kernels import Kernel, ScaleKernel
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior
 
 from bayesopt.device import as_tensor, to_numpy
 from bayesopt.errors import ModelFitError
-from bayesopt.gp import OUTPUTSCALE_PRIOR, exact_linalg, load_hyperparameters, min_known_noise
+from bayesopt.gp import OUTPUTSCALE_PRIOR, exact_linalg, load_hyperparameters, maximise_likelihood, min_known_noise
 from bayesopt.lattice import to_unit
 from bayesopt.noise import row_variances
 from bayesopt.observation_table import param_column
@@ -217,19 +215,8 @@ def fit_multitask(online: MetricData, simulator: SimulatorData, warm: Mapping[st
     Raises:
         ModelFitError: the optimiser failed or left non-finite values.
     """
-    model = build_multitask(online, summarise(simulator, FIT_SIMULATOR_POINTS))
-    if warm:
-        load_hyperparameters(model, warm)
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    try:
-        with exact_linalg(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizationWarning)
-            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": MAX_FIT_STEPS}}, warning_handler=_accept_step_limit)
-    except Exception as exc:  # the optimiser's failures come in many types; all mean "no sound model"
-        raise ModelFitError(f"metric {online.metric!r}: multi-task GP fit failed: {exc}") from exc
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise ModelFitError(f"metric {online.metric!r}: multi-task fit left non-finite hyperparameters {bad}")
+    model = maximise_likelihood(build_multitask(online, summarise(simulator, FIT_SIMULATOR_POINTS)), online.metric, warm,
+                                optimizer_kwargs={"options": {"maxiter": MAX_FIT_STEPS}}, warning_handler=_accept_step_limit)
     if len(simulator.y) > FIT_SIMULATOR_POINTS:
         fitted, model = model, build_multitask(online, simulator)
         load_hyperparameters(model, {"parameters": {n: p.detach() for n, p in fitted.named_parameters()}})

@@ -12,7 +12,7 @@ Every row also names ``version``, ``arm_id``, ``metric`` and optionally ``source
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,8 +130,11 @@ def _stats(row: Mapping[str, Any], path: str, problems: list[str]) -> tuple[floa
     return count, total, total_sq
 
 
-def parse_rows(rows: Iterable[Any], *, path: str = "rows") -> list[ObservationStat]:
-    """Validate a whole batch; raise :class:`ObservationValidationError` naming every bad row, or return all."""
+def parse_rows(rows: Iterable[Any], *, path: str = "rows", parse: Callable[[Any, str, list[str]], Any] = parse_row) -> list[Any]:
+    """Validate a whole batch; raise :class:`ObservationValidationError` naming every bad row, or return all.
+
+    ``parse(row, path, problems)`` validates one row (default :func:`parse_row`; simulator rows have their own).
+    """
     if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
         raise ObservationValidationError(f"{path}: expected a list of rows")
     rows = list(rows)
@@ -140,18 +143,19 @@ def parse_rows(rows: Iterable[Any], *, path: str = "rows") -> list[ObservationSt
     if len(rows) > MAX_ROWS_PER_BATCH:
         raise ObservationValidationError(f"{path}: {len(rows)} rows exceed the limit of {MAX_ROWS_PER_BATCH} per batch")
     problems: list[str] = []
-    out = [parse_row(row, f"{path}[{i}]", problems) for i, row in enumerate(rows)]
+    out = [parse(row, f"{path}[{i}]", problems) for i, row in enumerate(rows)]
     if problems:
         raise ObservationValidationError(problems)
     return [s for s in out if s is not None]
 
 
-def merge(stats: Iterable[ObservationStat]) -> list[ObservationStat]:
-    """Add up rows that share a key (version, arm, metric, source); keep first-seen order."""
-    merged: dict[tuple[int, str, str, str], list[float]] = {}
+def merge(stats: Iterable[Any], record: type = ObservationStat) -> list[Any]:
+    """Add up rows that share a key (version, arm, metric, source; or the ``key`` of ``record``); keep
+    first-seen order. ``record(*key, count, sum, sum_sq)`` builds each sum."""
+    merged: dict[tuple[Any, ...], list[float]] = {}
     for s in stats:
         acc = merged.setdefault(s.key, [0.0, 0.0, 0.0])
         acc[0] += s.count
         acc[1] += s.sum
         acc[2] += s.sum_sq
-    return [ObservationStat(*key, *acc) for key, acc in merged.items()]
+    return [record(*key, *acc) for key, acc in merged.items()]

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from bayesopt.errors import ObservationValidationError
-from bayesopt.observations import MAX_ROWS_PER_BATCH, _stats
+from bayesopt.observations import _stats, merge, parse_rows
 from bayesopt.spec import NAME_PATTERN, NAME_RULE, ExperimentSpec
 
 SIMULATION = "simulation"
@@ -101,27 +101,6 @@ def _values(spec: ExperimentSpec, raw: Any, path: str, problems: list[str]) -> t
 
 
 def parse_simulator_rows(spec: ExperimentSpec, rows: Iterable[Any], *, path: str = "rows") -> list[SimulatorStat]:
-    """Validate a whole batch; raise :class:`ObservationValidationError` naming every bad row, or return all."""
-    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
-        raise ObservationValidationError(f"{path}: expected a list of rows")
-    rows = list(rows)
-    if not rows:
-        raise ObservationValidationError(f"{path}: must not be empty")
-    if len(rows) > MAX_ROWS_PER_BATCH:
-        raise ObservationValidationError(f"{path}: {len(rows)} rows exceed the limit of {MAX_ROWS_PER_BATCH} per batch")
-    problems: list[str] = []
-    out = [parse_simulator_row(spec, row, f"{path}[{i}]", problems) for i, row in enumerate(rows)]
-    if problems:
-        raise ObservationValidationError(problems)
-    return merge_simulator([s for s in out if s is not None])
-
-
-def merge_simulator(stats: Iterable[SimulatorStat]) -> list[SimulatorStat]:
-    """Add up rows that share a key (run, values, metric); keep first-seen order."""
-    merged: dict[tuple[str, tuple[tuple[str, float], ...], str], list[float]] = {}
-    for s in stats:
-        acc = merged.setdefault(s.key, [0.0, 0.0, 0.0])
-        acc[0] += s.count
-        acc[1] += s.sum
-        acc[2] += s.sum_sq
-    return [SimulatorStat(*key, *acc) for key, acc in merged.items()]
+    """Validate a whole batch against ``spec``; raise :class:`ObservationValidationError` naming every bad row, or
+    return the rows with those of one (run, values, metric) added up."""
+    return merge(parse_rows(rows, path=path, parse=partial(parse_simulator_row, spec)), SimulatorStat)

@@ -108,14 +108,23 @@ def score(model: Any, X: np.ndarray, truth: np.ndarray) -> dict[str, float]:
             "coverage": float(np.mean(np.abs(err) <= Z95 * np.sqrt(var)))}
 
 
-def one_case(seed: int, simulator: str, num_arms: int, num_points: int) -> dict[str, Any]:
+def seed_cases(seed: int, simulators: list[str], num_arms: int, num_points: int) -> dict[str, dict[str, Any]]:
+    """:func:`one_case` of every simulator on one world seed (the online data and held-out truth are shared)."""
     world, spec = world_and_spec(seed)
     rng = np.random.default_rng([seed, 31])
     online = online_table(world, spec, num_arms, rng)
-    sim = sim_table(OfflineSimulator(world, spec, simulator_preset(simulator), seed=seed), spec, num_points, seed)
     held = rng.random((HELD_OUT, len(spec.parameter_names)))  # n x d unit points
     control = world.expected_metrics(world.points(spec.control))[0]  # m
     truth = world.expected_metrics(world.points([from_unit(spec, u) for u in held])) - control  # n x m
+    base = OfflineSimulator(world, spec, simulator_preset(simulators[0]), seed=seed)
+    return {name: one_case(seed, world, spec, online, held, truth, base.with_config(simulator_preset(name)), num_points)
+            for name in simulators}
+
+
+def one_case(seed: int, world: Any, spec: ExperimentSpec, online: pd.DataFrame, held: np.ndarray, truth: np.ndarray,
+             simulator: OfflineSimulator, num_points: int) -> dict[str, Any]:
+    """Every model's scores on one world seed and simulator, per metric."""
+    sim = sim_table(simulator, spec, num_points, seed)
     table = pd.concat([online, sim], ignore_index=True)
     with seeded(seed):
         pooled = pool(spec, table)
@@ -196,8 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
         "simulators": {},
     }
+    by_seed = []
+    for seed in range(seeds):
+        by_seed.append(seed_cases(seed, args.simulators, args.online_arms, args.simulator_points))
+        print(f"seed {seed}: " + json.dumps({n: {m: round(float(np.mean([c[x][m]["rmse"] for x in c])), 5) for m in MODELS}
+                                             for n, c in by_seed[-1].items()}), flush=True)
     for name in args.simulators:
-        cases = [one_case(seed, name, args.online_arms, args.simulator_points) for seed in range(seeds)]
+        cases = [s[name] for s in by_seed]
         doc["simulators"][name] = {"summary": summarise_cases(cases), "per_seed": cases}
         print(f"{name}: " + json.dumps({m: round(doc['simulators'][name]['summary'][m]['rmse']['mean'], 5) for m in MODELS}), flush=True)
     if not (args.quick or args.no_timing):

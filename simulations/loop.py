@@ -48,6 +48,7 @@ import numpy as np
 from bayesopt.proposal import RefitPolicy
 from bayesopt.spec import ExperimentSpec
 from simulations.metrics import HourMetrics, served_metrics
+from simulations.offline_simulator import SIMULATOR_PRESETS, OfflineSimulator, simulator_preset
 from simulations.world import RankingWorld, make_world, world_variant
 
 #: The simulated clock starts at 2024-01-01 00:00 UTC, so hour ``h`` of the run is hour ``h % 24`` of the day.
@@ -90,6 +91,10 @@ class LoopConfig:
         name: the experiment name.
         start: epoch seconds of the first simulated hour.
         batch_size: member ids per batch request (the server allows 10,000).
+        simulator: a preset of :data:`simulations.offline_simulator.SIMULATOR_PRESETS`, or None: before the first
+            hour, ``simulator_points`` rows of that biased offline simulator are stored for every metric (one run),
+            and the spec names every metric in ``simulator_metrics``.
+        simulator_points: settings the simulator is run at (uniformly random, seeded by the world seed).
     """
 
     policy: str = "gp"
@@ -106,9 +111,15 @@ class LoopConfig:
     name: str = "sim_world"
     start: float = DEFAULT_START
     batch_size: int = 5000
+    simulator: str | None = None
+    simulator_points: int = 500
 
     def __post_init__(self) -> None:
         problems = []
+        if self.simulator is not None and self.simulator not in SIMULATOR_PRESETS:
+            problems.append(f"simulator must be one of {', '.join(SIMULATOR_PRESETS)}, got {self.simulator!r}")
+        if self.simulator is not None and self.simulator_points < 1:
+            problems.append(f"simulator_points must be at least 1, got {self.simulator_points}")
         if self.policy not in POLICY_NAMES:
             problems.append(f"policy must be one of {', '.join(POLICY_NAMES)}, got {self.policy!r}")
         if self.hours < 1:
@@ -201,7 +212,8 @@ def build_spec(world: RankingWorld, config: LoopConfig) -> ExperimentSpec:
     policy = {"seed": config.policy_seed, **dict(config.policy_overrides), **variant}
     if base in GP_METHODS:
         policy["method"] = GP_METHODS[base]
-    return world.spec(config.name, policy=policy)
+    spec = world.spec(config.name, policy=policy)
+    return replace(spec, simulator_metrics=tuple(spec.metric_names)) if config.simulator else spec
 
 
 # -- policies for the refit job ----------------------------------------------------------------------------------
@@ -426,6 +438,10 @@ def run_closed_loop(
         store = ParamStore(make_client(url), namespace=namespace)
         try:
             launch_experiment(store, spec, now=config.start)
+            if config.simulator is not None:
+                simulator = OfflineSimulator(world, spec, simulator_preset(config.simulator), seed=config.seed)
+                store.add_simulator_observations(spec.name, simulator.rows(config.simulator_points, run=f"{config.simulator}-replay",
+                                                                           seed=config.seed))
             with serving_app(url, namespace) as base_url:
                 client = ServingClient(base_url, timeout_s=(5.0, 120.0))
                 cum, cum_rel = 0.0, 0.0

@@ -18,6 +18,7 @@ row per point and metric, ``count``/``mean``/``std_error``).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,13 @@ class OfflineSimulator:
         self._t_mean, self._g_mean = truth.mean(axis=0), raw.mean(axis=0)
         self._beta = (t_c * g_c).sum(axis=0) / np.maximum((t_c**2).sum(axis=0), 1e-300)  # m
         self._g_sd = np.maximum((g_c - self._beta * t_c).std(axis=0), 1e-300)
+        self._truths: dict[bytes, np.ndarray] = {}
+
+    def with_config(self, config: SimulatorConfig) -> OfflineSimulator:
+        """The same world, spec and seed with other knobs (the truth already computed is reused)."""
+        out = copy.copy(self)
+        out.config = config
+        return out
 
     def _unit(self, values: np.ndarray) -> np.ndarray:
         lo = np.array([p.lower for p in self.spec.parameters])
@@ -104,7 +112,11 @@ class OfflineSimulator:
     def levels(self, values: np.ndarray) -> np.ndarray:
         """Noise-free simulated levels ``n x m`` at ``n x d`` parameter values (spec order)."""
         U = self._unit(np.atleast_2d(values))
-        truth = self._truth(U)
+        key = U.tobytes()
+        if key not in self._truths:  # the world's truth is the expensive part; copies share this cache
+            self._truths.clear()
+            self._truths[key] = self._truth(U)
+        truth = self._truths[key]
         g = (self._raw_distortion(U) - self._g_mean - self._beta * (truth - self._t_mean)) / self._g_sd
         c = self.config
         effect = c.rho * (truth - self.control) + math.sqrt(1 - c.rho**2) * self.sigma * g

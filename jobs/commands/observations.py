@@ -29,7 +29,7 @@ ROW_COLUMNS = frozenset({"run", "metric", "source", "version", "arm_id", "count"
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``observations load``."""
     p = sub.add_parser("observations", help="bulk-load observation rows from a file")
-    verbs = p.add_subparsers(dest="verb", required=True)
+    verbs = p.add_subparsers(dest="verb", required=True, help="what to do with observations: load")
     load = verbs.add_parser("load", help="load a CSV or Parquet file of rows, all or nothing")
     load.add_argument("file", help="a .csv or .parquet file")
     load.add_argument("--experiment", required=True, help="experiment name (as in its spec)")

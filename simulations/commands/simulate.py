@@ -22,6 +22,8 @@ from jobs.settings import Settings
 
 #: Kept in step with ``simulations.loop.POLICY_NAMES`` (not imported here: the parser must stay light).
 POLICIES = ("gp", "gp_loose", "utility", "uniform", "ab_grid", "arm_ts", "ax")
+#: Kept in step with ``simulations.offline_simulator.SIMULATOR_PRESETS``.
+SIMULATORS = ("good", "biased", "useless")
 #: Kept in step with ``simulations.world.WORLD_VARIANTS``.
 VARIANTS = ("base", "scarce", "d4", "d6", "shift")
 
@@ -135,6 +137,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (default 1)")
     p.add_argument("--threads-per-worker", type=int, default=None,
                    help="torch threads per worker (default CPUs / workers; with --study 1)")
+    p.add_argument("--simulator", choices=SIMULATORS, default=None,
+                   help="store rows of a biased offline simulator for every metric before the first hour (the "
+                   "multi-task model uses them where its guard allows): good, biased or useless (default: none)")
+    p.add_argument("--simulator-points", type=int, default=500,
+                   help="settings the simulator is run at, with --simulator (default %(default)s)")
     p.add_argument("--plots-per-run", action="store_true", help="also write each run's own plots (always with one run)")
     add_json_flag(p, "the study summary (study.json)")
     p.set_defaults(handler=cmd_simulate)
@@ -163,7 +170,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         return _usage("several --variant values need --study")
     if args.baseline_streams is not None or args.streams_of:
         return _usage("--baseline-streams and --streams-of need --study")
-    fields = {"hours": args.hours, "policy_overrides": policy_overrides(args), "baseline_options": baseline_options}
+    fields = {"hours": args.hours, "policy_overrides": policy_overrides(args), "baseline_options": baseline_options,
+              "simulator": args.simulator, "simulator_points": args.simulator_points}
     try:
         if variants[0] is not None:
             if args.members_per_hour is not None:
@@ -201,6 +209,8 @@ def _cmd_study(args: argparse.Namespace, out: Path, command: str, baseline_optio
     """``--study``: the variant study of ``simulations.study.run_variant_study``; prints study.md."""
     from simulations.study import StudyDesign, run_variant_study
 
+    if args.simulator is not None:
+        return _usage("--simulator runs without --study (give each simulator its own --out)")
     if args.num_parameters is not None:
         return _usage("--study takes its worlds from --variant (d4 and d6 set 4 and 6 parameters), not --num-parameters")
     try:

@@ -17,7 +17,7 @@ from serving.assignment import Assignment, ServingSnapshot, canonical_member_id
 from serving.auth import INGEST, requires
 from serving.cache import Staleness
 from serving.errors import BadRequestError, BatchTooLargeError, ServiceUnavailableError
-from serving.http import context, json_response, query_params, read_json_object, request_time
+from serving.http import ServingContext, context, json_response, query_params, read_json_object, request_time
 
 if TYPE_CHECKING:
     from param_store import ParamStore
@@ -91,11 +91,49 @@ def params(name: str) -> Response:
     query = query_params()
     member_id = _member_id(query.get("member_id"), "member_id", ctx.config.max_member_id_length)
     at = query.get("at")
-    assignment = snapshot.assign(member_id, time.time() if at is None else request_time(at))
+    body = _params_body(ctx, name, snapshot, member_id, time.time() if at is None else request_time(at))
+    return _marked(Response(body, content_type=JSON), ctx.cache.staleness(name))
+
+
+def _params_body(ctx: ServingContext, name: str, snapshot: ServingSnapshot, member_id: str, at: float) -> str:
+    """The single-member response body (counted in the assignment metrics)."""
+    assignment = snapshot.assign(member_id, at)
     ctx.metrics.count_assignments(name, 1 if assignment.in_experiment else 0, 1)
     fragments = _fragments(snapshot)
-    body = f'{{"experiment":{fragments.experiment},"member_id":{_json_str(member_id)},{fragments.single(assignment)}'
-    return _marked(Response(body, content_type=JSON), ctx.cache.staleness(name))
+    return f'{{"experiment":{fragments.experiment},"member_id":{_json_str(member_id)},{fragments.single(assignment)}'
+
+
+PARAMS_PREFIX, PARAMS_SUFFIX = "/v1/experiments/", "/params"
+PARAMS_ENDPOINT = "api.params"
+
+
+def fast_params(ctx: ServingContext, environ: dict[str, Any]) -> tuple[bytes, list[tuple[str, str]]] | None:
+    """The usual parameter request served straight from the WSGI environ, without Flask's routing and request
+    context (the busiest route pays for neither): ``GET /v1/experiments/<held name>/params?member_id=<plain id>``.
+
+    Returns the body and headers of the 200 response, or None for anything else (an unknown name, a missing,
+    escaped or over-long id, ``at``, another method), which the Flask route then answers with the same result
+    or the right error.
+    """
+    if environ.get("REQUEST_METHOD") != "GET":
+        return None
+    path: str = environ.get("PATH_INFO", "")
+    if not (path.startswith(PARAMS_PREFIX) and path.endswith(PARAMS_SUFFIX)):
+        return None
+    name = path[len(PARAMS_PREFIX) : -len(PARAMS_SUFFIX)]
+    snapshot = ctx.cache.held(name)
+    qs: str = environ.get("QUERY_STRING", "")
+    if snapshot is None or not qs.startswith("member_id=") or "&" in qs or "%" in qs or "+" in qs or not qs.isascii():
+        return None
+    member_id = qs[len("member_id=") :]
+    if not member_id or len(member_id) > ctx.config.max_member_id_length:
+        return None
+    body = _params_body(ctx, name, snapshot, member_id, time.time()).encode()
+    headers = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
+    staleness = ctx.cache.staleness(name)
+    if staleness is not None:
+        headers.append((STALE_HEADER, staleness.header()))
+    return body, headers
 
 
 @blueprint.post("/<name>/params/batch")

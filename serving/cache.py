@@ -111,6 +111,10 @@ class DistributionCache:
                                           "reached to look it up; retry later", code="store_unavailable")
         return self.load(name, trigger="miss")
 
+    def held(self, name: str) -> ServingSnapshot | None:
+        """The snapshot of ``name`` if this worker holds one (a dict lookup; never loads)."""
+        return self._snapshots.get(name)
+
     def staleness(self, name: str) -> Staleness | None:
         """None while the store confirms what is served (the usual case, checked in two dict lookups)."""
         if self.store_reachable and not self._alarms:

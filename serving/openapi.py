@@ -56,8 +56,12 @@ def json_body(schema: dict[str, Any], description: str, headers: dict[str, Any] 
 
 def operation(summary: str, ok: dict[str, Any], *, errors: tuple[int, ...] = (), params: list[Any] | None = None,
               body: dict[str, Any] | None = None, scope: str | None = None, ok_status: str = "200",
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One operation; ``scope`` marks a write needing that scope's token (adds 401 and 403)."""
+              extra: dict[str, Any] | None = None, admin: bool = False) -> dict[str, Any]:
+    """One operation; ``scope`` marks a write needing that scope's token (adds 401 and 403).
+
+    ``admin=True`` is the older spelling of ``scope=ADMIN``.
+    """
+    scope = ADMIN if admin and scope is None else scope
     statuses = set(errors) | set(COMMON_ERRORS)
     if body is not None:
         statuses |= {400, 413}
@@ -267,3 +271,7 @@ def openapi_document(config: ServingConfig) -> dict[str, Any]:
             "adminToken": {"type": "http", "scheme": "bearer", "description": "BAYESOPT_ADMIN_TOKEN: launch, lifecycle, rollback, delete."},
             "ingestToken": {"type": "http", "scheme": "bearer", "description": "BAYESOPT_INGEST_TOKEN: observations."}}},
     }
+
+
+# The names this module used before scopes: routes written against them keep working.
+_op, _json, _ref, _NAME, _AT = operation, json_body, ref, NAME, AT

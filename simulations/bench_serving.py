@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=4, help="load generator processes (default 4)")
     p.add_argument("--batch-requests", type=int, default=200, help="batch requests of 1,000 ids (default 200)")
     p.add_argument("--local-draws", type=int, default=200_000, help="local draws to time (default 200,000)")
+    p.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else shared the machine)")
     p.add_argument("--bare-server", metavar="BIND", help=argparse.SUPPRESS)  # internal: run the bare app
     return p
 
@@ -151,8 +152,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu_ratio = endpoints["bare"]["worker_cpu_us_per_request"] / endpoints["params"]["worker_cpu_us_per_request"]
     return {
         "benchmark": "serving",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "config": {k: v for k, v in vars(args).items() if k not in ("out", "bare_server")},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_1m_at_end": round(os.getloadavg()[0], 2), "note": args.note},
+        "config": {k: v for k, v in vars(args).items() if k not in ("out", "bare_server", "note")},
         "endpoints": endpoints,
         "params_vs_bare_rps": round(ratio, 3),
         "params_vs_bare_rps_paired_median": round(statistics.median(paired), 3),

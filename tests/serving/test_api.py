@@ -308,3 +308,16 @@ def test_unknown_experiment_names_cannot_grow_a_worker(store: ParamStore, serve)
     sizes = live.ctx.cache.sizes()
     assert 0 < sizes["unknown_names"] <= 200 and sizes["load_locks"] == LOAD_LOCK_STRIPES
     assert sizes["snapshots"] == 0
+
+
+def test_the_fast_path_answers_exactly_as_the_flask_route(store: ParamStore, live) -> None:
+    launch(store, "feed", [0.2, 0.1, 0.3, 0.15, 0.25])
+    url = f"{live.base_url}/v1/experiments/feed/params"
+    for member in ("1", "m-42", "x" * 256):
+        fast = requests.get(f"{url}?member_id={member}", timeout=5)  # served by serving.api.fast_params
+        routed = requests.get(f"{url}?member_id={member}&trace=1", timeout=5)  # not plain: through Flask
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.content and fast.headers["Content-Type"] == routed.headers["Content-Type"]
+    assert requests.get(f"{url}?member_id=", timeout=5).status_code == 400
+    assert requests.get(f"{url}?member_id={'x' * 257}", timeout=5).status_code == 400
+    assert requests.get(f"{live.base_url}/v1/experiments/ghost/params?member_id=1", timeout=5).status_code == 404

@@ -27,6 +27,8 @@ from tests.serving.procs import start_serve, stop, wait_ready
 
 #: Longer than serving's Redis timeouts (1 s read, 0.5 s connect, one retry), so requests that touched Redis would fail.
 HANG_S = 4.0
+#: The refresher must mark responses stale within this long of a hang starting (timeouts plus a poll, loaded CPU).
+NOTICE_S = 20.0
 OUTAGE_S = 2.0
 RECOVER_S = 2.0
 LOAD_THREADS = 2
@@ -139,8 +141,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         rig.redis.stop()
 
 
-def run_through(rig: Rig, fault) -> Load:
-    load = Load(rig.url).start()
+def run_through(rig: Rig, fault, load: Load | None = None) -> Load:
+    load = (load or Load(rig.url)).start()
     time.sleep(1.0)
     fault()
     time.sleep(RECOVER_S)
@@ -159,14 +161,19 @@ def test_redis_killed_and_restarted_under_load_costs_no_request_and_no_acknowled
 def test_redis_hung_past_the_client_timeouts_costs_no_request_and_no_acknowledged_row(rig: Rig) -> None:
     before = rig.stored_count()
 
-    def hang() -> None:
+    def hang() -> None:  # at least HANG_S, and until the service has noticed (bounded: it must notice)
         os.kill(rig.redis.pid, signal.SIGSTOP)
-        time.sleep(HANG_S)
-        os.kill(rig.redis.pid, signal.SIGCONT)
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < HANG_S or (load.stale == 0 and time.monotonic() - started < NOTICE_S):
+                time.sleep(0.1)
+        finally:
+            os.kill(rig.redis.pid, signal.SIGCONT)
 
-    load = run_through(rig, hang)
+    load = Load(rig.url)
+    run_through(rig, hang, load)
     assert load.failures == [] and load.ok > 100, (load.ok, load.failures[:5])
-    assert load.stale > 0, "requests during the hang were not marked stale"
+    assert load.stale > 0, f"requests during a {NOTICE_S:.0f} s hang were never marked stale"
     assert rig.stored_count() == before + load.acknowledged
 
 

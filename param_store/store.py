@@ -99,6 +99,7 @@ class ParamStore:
         self._launch = client.register_script(scripts.LAUNCH)
         self._delete_draft = client.register_script(scripts.DELETE_DRAFT)
         self._cluster = is_cluster(client)
+        self._specs_seen: dict[str, tuple[bytes, ExperimentSpec]] = {}
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
         """``MGET``; on Redis Cluster split by slot (keys of different experiments live on different nodes)."""
@@ -259,10 +260,21 @@ class ParamStore:
             state_raw, spec_raw, current_raw = raws[3 * i : 3 * i + 3]
             if state_raw is None or spec_raw is None:
                 out[name] = None
+                self._specs_seen.pop(name, None)
             else:
-                out[name] = ExperimentView(ExperimentState(state_raw.decode()), ExperimentSpec.from_json(spec_raw.decode()),
+                out[name] = ExperimentView(ExperimentState(state_raw.decode()), self._parsed_spec(name, spec_raw),
                                            None if current_raw is None else int(current_raw))
         return out
+
+    def _parsed_spec(self, name: str, raw: bytes) -> ExperimentSpec:
+        """The spec stored as ``raw``, parsed once per distinct document: a refresher reads every held experiment's
+        spec every poll, and validating a thousand specs each time holds a serving worker's GIL for most of a second."""
+        seen = self._specs_seen.get(name)
+        if seen is not None and seen[0] == raw:
+            return seen[1]
+        spec = ExperimentSpec.from_json(raw.decode())
+        self._specs_seen[name] = (raw, spec)
+        return spec
 
     def transition(self, name: str, target: ExperimentState | str) -> ExperimentState:
         """Move the experiment to ``target``; raises :class:`InvalidTransitionError` naming the allowed ones."""

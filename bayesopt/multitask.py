@@ -44,6 +44,7 @@ from bayesopt.lattice import to_unit
 from bayesopt.noise import row_variances
 from bayesopt.observation_table import param_column
 from bayesopt.pooling import MetricData
+from bayesopt.spec import ExperimentSpec
 
 TARGET_TASK, SIMULATOR_TASK = 0, 1
 #: Simulator points kept after summarising: a few hundred lose nothing against thousands (docs/modelling.md),
@@ -70,7 +71,7 @@ class SimulatorData:
     runs: tuple[str, ...]
 
 
-def simulator_data(spec: Any, table: pd.DataFrame) -> dict[str, SimulatorData]:
+def simulator_data(spec: ExperimentSpec, table: pd.DataFrame) -> dict[str, SimulatorData]:
     """The ``source == "simulation"`` rows of ``table`` for the metrics of ``spec.simulator_metrics``.
 
     Rows at the same setting (several runs, or repeated batches) are pooled by inverse variance; each row's
@@ -140,7 +141,7 @@ class TaskCovariance(Kernel):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: Any) -> torch.Tensor:
         t1, t2 = x1[..., -1].long(), x2[..., -1].long()  # n1, n2
-        B = self.task.covar_matrix.to_dense() if hasattr(self.task.covar_matrix, "to_dense") else self.task.covar_matrix
+        B = self.task.covar_matrix  # 2 x 2
         on1, on2 = (t1 == TARGET_TASK).to(x1.dtype), (t2 == TARGET_TASK).to(x2.dtype)
         if diag:
             kx = self.spatial(x1, x2, diag=True)

@@ -186,6 +186,35 @@ def summarise_cases(cases: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+LOOP_COLUMNS = ("cumulative_regret_pct_h", "hours_to_1pct", "unsafe_pct", "final_lift_pct", "refit_s_mean")
+
+
+def loop_table(folder: Path) -> dict[str, Any]:
+    """The closed-loop comparison from ``folder/<variant>-<simulator>/summaries.csv`` (``bayesopt simulate
+    --simulator ...`` runs, ``none`` without one): per run the summary columns, and regret against ``none``."""
+    rows = []
+    for path in sorted(folder.glob("*-*/summaries.csv")):
+        variant, simulator = path.parent.name.split("-", 1)
+        for record in pd.read_csv(path).to_dict("records"):
+            rows.append({"variant": variant, "simulator": simulator, "seed": int(record["seed"]),
+                         **{c: float(record[c]) for c in LOOP_COLUMNS}})
+    reference = {(r["variant"], r["seed"]): r["cumulative_regret_pct_h"] for r in rows if r["simulator"] == "none"}
+    lines = ["| variant | simulator | seed | cumulative regret (%·h) | vs none | hours to within 1% | unsafe traffic (%) | refit s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        ref = reference.get((r["variant"], r["seed"]))
+        r["regret_vs_none"] = None if ref is None else r["cumulative_regret_pct_h"] / ref - 1
+        change = "" if r["regret_vs_none"] is None else f"{100 * r['regret_vs_none']:+.0f}%"
+        hours = "never" if not np.isfinite(r["hours_to_1pct"]) else f"{r['hours_to_1pct']:g}"
+        lines.append(f"| {r['variant']} | {r['simulator']} | {r['seed']} | {r['cumulative_regret_pct_h']:.1f} | {change} | "
+                     f"{hours} | {r['unsafe_pct']:.1f} | {r['refit_s_mean']:.1f} |")
+    (folder / "table.md").write_text("\n".join(lines) + "\n")
+    doc = {"runs": [{k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in r.items()} for r in rows]}
+    (folder / "summary.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
+    print("\n".join(lines))
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bayesopt bench multitask", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -195,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 seeds, no refit timing (a smoke run)")
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--loop-table", default=None, metavar="FOLDER",
+                        help="instead: tabulate closed-loop runs in FOLDER/<variant>-<simulator>/ (table.md, summary.json)")
     args = parser.parse_args(argv)
+    if args.loop_table:
+        loop_table(Path(args.loop_table))
+        return 0
     seeds = 2 if args.quick else args.seeds
     started = time.perf_counter()
     doc: dict[str, Any] = {

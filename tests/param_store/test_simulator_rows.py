@@ -65,7 +65,7 @@ def test_the_bulk_loader_stores_thousands_of_rows_in_one_transaction(store: Para
     assert "stored 5000 simulation row(s)" in capsys.readouterr().out
     sim = store.simulator_observations("feed")
     assert len(sim) == 5000 and sim["count"].sum() == 5000 * 500
-    assert elapsed < 10.0, f"5,000 rows took {elapsed:.1f} s"
+    assert elapsed < 30.0, f"5,000 rows took {elapsed:.1f} s"  # validation and one transaction take ~2 s idle
 
 
 def test_the_bulk_loader_refuses_a_file_with_one_bad_row_naming_row_and_field(store: ParamStore, cli_env, tmp_path, capsys) -> None:

@@ -12,7 +12,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from bayesopt.distribution import ParameterDistribution
-from param_store import EmbeddedRedis, ExperimentState, ParamStore
+from param_store import EmbeddedRedis, ParamStore
 from serving import ServingClient, ServingConfig, create_app
 from serving.http import EXTENSION_KEY, ServingContext
 from tests.factories import make_distribution, make_spec
@@ -64,12 +64,15 @@ def live(serve: Callable[..., LiveServer]) -> LiveServer:
 
 def launch(store: ParamStore, name: str = "feed", weights: list[float] | None = None, *, created_at: float = 1_700_000_000.0,
            **spec_overrides: Any) -> ParameterDistribution:
-    """Store a spec, publish one version with ``weights`` (control first) and set it running."""
+    """Store a spec running with version 1 (``weights``, control first) in one atomic step.
+
+    Atomic because a live server's refresher polls every 0.2 s: a spec stored in steps (draft, publish, then
+    running) could be caught as a draft and served as control to everyone, then reloaded as running between
+    two requests of the same test.
+    """
     spec = make_spec(name, **spec_overrides)
-    store.create_experiment(spec)
-    dist = make_distribution(spec, store.next_version(name), weights=weights, created_at=created_at)
-    store.publish(dist)
-    store.transition(name, ExperimentState.RUNNING)
+    dist = make_distribution(spec, 1, weights=weights, created_at=created_at)
+    store.launch(spec, dist)
     return dist
 
 

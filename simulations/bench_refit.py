@@ -277,12 +277,17 @@ def main(argv: list[str] | None = None) -> int:
             result["single"] = bench_single(server.url, "bench", sizes["single"], repeats, log)
         if "pool" not in args.skip:
             result["pool"] = bench_pool(server.url, "bench", sizes["pool"], bounded_workers(args.workers), log)
-    result["load_average_at_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, sort_keys=True))
-    log(f"wrote {out}")
+    write_result(result, args.out, log)
     return 0
+
+
+def write_result(result: dict[str, Any], out: str | Path, log) -> None:
+    """Stamp the load average at the end (the machine may be shared) and write ``result`` as JSON to ``out``."""
+    result["load_average_at_end"] = os.getloadavg()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True))
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":

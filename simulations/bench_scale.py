@@ -23,7 +23,6 @@ Wall-clock figures on a shared machine move with its load: load averages at star
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from param_store import EmbeddedRedis, ParamStore
-from simulations.bench_refit import FULL, HOUR, T0, History, _refit, bench_spec
+from simulations.bench_refit import FULL, HOUR, T0, History, _refit, bench_spec, write_result
 
 DEFAULT_OUT = "bench-results/scale.json"
 SIZE = FULL["pool"]  # arms, candidates, draws of one "realistic" experiment
@@ -245,11 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         if "executors" not in args.skip:
             result["executors"] = bench_executors(server.url, args.experiments, bounded_workers(args.workers),
                                                   args.skip, log)
-    result["load_average_at_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, sort_keys=True))
-    log(f"wrote {out}")
+    write_result(result, args.out, log)
     return 0
 
 

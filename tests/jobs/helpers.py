@@ -68,6 +68,19 @@ class StubPolicy:
                         timings={"fit": 0.0, "sample": 0.0}, num_observations=len(table))
 
 
+#: Experiments for :class:`FailingPolicy` runs (plus one never launched) and the outcome every executor must give.
+FAILING_POLICY_NAMES = ["good-a", "bad-b", "good-c"]
+FAILING_POLICY_OUTCOMES = {
+    "good-a": ("published", None), "bad-b": ("kept", "fit_failed"), "good-c": ("published", None),
+    "missing": ("failed", "error"),
+}
+
+
+def outcomes(records) -> dict[str, tuple[str, str | None]]:
+    """``{experiment: (status, reason)}`` of run records, as plain strings."""
+    return {r.experiment: (r.status.value, None if r.reason is None else r.reason.value) for r in records}
+
+
 @dataclass(frozen=True)
 class FailingPolicy(StubPolicy):
     """Fails for experiments whose name starts with ``bad``, works for the others."""

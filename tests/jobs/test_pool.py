@@ -5,9 +5,9 @@ from __future__ import annotations
 from jobs.executor import MAX_WORKERS_CAP, bounded_workers
 from jobs.pool import RefitPool, refit_many
 from jobs.refit import RefitOptions
-from jobs.runs import Reason, RunStatus
+from jobs.runs import RunStatus
 from param_store import EmbeddedRedis, ParamStore
-from tests.jobs.helpers import launch, observe
+from tests.jobs.helpers import FAILING_POLICY_NAMES, FAILING_POLICY_OUTCOMES, launch, observe, outcomes
 
 
 def test_worker_counts_are_bounded() -> None:
@@ -16,7 +16,7 @@ def test_worker_counts_are_bounded() -> None:
 
 
 def test_one_failing_experiment_does_not_stop_the_others(redis_server: EmbeddedRedis, store: ParamStore, namespace: str) -> None:
-    names = ["good-a", "bad-b", "good-c"]
+    names = FAILING_POLICY_NAMES
     for name in names:
         launch(store, name)
         observe(store, name)
@@ -24,13 +24,7 @@ def test_one_failing_experiment_does_not_stop_the_others(redis_server: EmbeddedR
         redis_server.url, namespace, [*names, "missing"], max_workers=2,
         policy="tests.jobs.helpers:FailingPolicy", options=RefitOptions(activation_delay_s=0.0),
     )
-    outcome = {r.experiment: (r.status, r.reason) for r in records}
-    assert outcome == {
-        "good-a": (RunStatus.PUBLISHED, None),
-        "bad-b": (RunStatus.KEPT, Reason.FIT_FAILED),
-        "good-c": (RunStatus.PUBLISHED, None),
-        "missing": (RunStatus.FAILED, Reason.ERROR),
-    }
+    assert outcomes(records) == FAILING_POLICY_OUTCOMES
     assert len({r.worker for r in records}) >= 1
     assert [store.current_version(n) for n in names] == [2, 1, 2]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from jobs.refit import RefitOptions
-from jobs.runs import Reason, RunStatus
+from jobs.runs import RunStatus
 from param_store import EmbeddedRedis, ParamStore
-from tests.jobs.helpers import launch, observe
+from tests.jobs.helpers import FAILING_POLICY_NAMES, FAILING_POLICY_OUTCOMES, launch, observe, outcomes
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (the 'ray' extra)")
 
@@ -45,7 +45,7 @@ def ray_executor() -> Iterator[object]:
 
 
 def test_ray_refits_give_the_pools_outcomes(ray_executor, redis_server: EmbeddedRedis, store: ParamStore, namespace: str) -> None:
-    names = ["good-a", "bad-b", "good-c"]
+    names = FAILING_POLICY_NAMES
     for name in names:
         launch(store, name)
         observe(store, name)
@@ -54,13 +54,7 @@ def test_ray_refits_give_the_pools_outcomes(ray_executor, redis_server: Embedded
         redis_server.url, namespace, [*names, "missing"], policy="tests.jobs.helpers:FailingPolicy",
         options=RefitOptions(activation_delay_s=0.0), on_record=lambda _r, done, total: seen.append((done, total)),
     )
-    outcome = {r.experiment: (r.status, r.reason) for r in records}
-    assert outcome == {
-        "good-a": (RunStatus.PUBLISHED, None),
-        "bad-b": (RunStatus.KEPT, Reason.FIT_FAILED),
-        "good-c": (RunStatus.PUBLISHED, None),
-        "missing": (RunStatus.FAILED, Reason.ERROR),
-    }
+    assert outcomes(records) == FAILING_POLICY_OUTCOMES
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert all(r.worker.split(":")[1] != str(os.getpid()) for r in records if r.period is not None)  # ran in workers
     assert [store.current_version(n) for n in names] == [2, 1, 2]

@@ -76,7 +76,7 @@ return {1, ARGV[2]}
 """
 
 #: KEYS: spec, state, version counter, version 1 record, current, history (all in the experiment's slot). ARGV:
-#: spec JSON, version 1 JSON, the state to start in, the experiment name, the channel. A launch in one step:
+#: spec JSON, version 1 JSON, the state to start in, the channel. A launch in one step:
 #: nothing if the name is taken (returns 0), else spec, state, version 1, its activation and the announcement
 #: (returns 1). The experiment set lives in another cluster slot: the caller adds the name to it first.
 LAUNCH = """
@@ -88,7 +88,7 @@ redis.call('SET', KEYS[4], ARGV[2])
 redis.call('SET', KEYS[5], 1)
 local now = redis.call('TIME')
 redis.call('ZADD', KEYS[6], string.format('%s.%06d', now[1], tonumber(now[2])), 1)
-redis.call('PUBLISH', ARGV[5], 1)
+redis.call('PUBLISH', ARGV[4], 1)
 return 1
 """
 

@@ -168,7 +168,7 @@ class ParamStore:
         k, name = self._keys, spec.name
         keys = [k.spec(name), k.state(name), k.version_seq(name), k.version(name, 1), k.current(name), k.history(name)]
         self._redis.sadd(k.experiments, name)  # first: see list_experiments
-        if not self._launch(keys=keys, args=[spec_json, first_json, ExperimentState.RUNNING.value, name, k.channel(name)]):
+        if not self._launch(keys=keys, args=[spec_json, first_json, ExperimentState.RUNNING.value, k.channel(name)]):
             raise ExperimentExistsError(f"experiment {name!r} exists already")
 
     def delete_draft(self, name: str) -> None:

@@ -34,7 +34,7 @@ class SamplingResult:
     Attributes:
         wins: ``N`` number of draws each candidate won.
         safe_wins: ``N`` number of draws each candidate won among the safe set (equal to ``wins`` without a limit).
-        p_feasible: ``N`` exact posterior probabilities of meeting every guardrail (1 for control).
+        p_feasible: ``N`` exact posterior probabilities of meeting every guardrail.
         no_feasible: number of draws in which no candidate was feasible.
         num_draws: ``s``.
         sampled: candidates that survived screening (the others have no wins).
@@ -80,14 +80,12 @@ def metric_scale(model: MetricModel) -> float:
 
 def marginal_feasibility(problem: Problem, marginals: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """``N`` exact probabilities that each candidate meets every guardrail, from per-metric marginals (in the
-    problem's metric order); control (candidate 0) is 1."""
+    problem's metric order). Control (candidate 0) has no spread: 1 or 0 by its baseline against an absolute limit."""
     mean, sd = diff_marginals(marginals)  # N x m
     g = problem.guard_index
     slack = problem.guard_sign * (mean[:, g] - problem.guard_threshold)  # N x G
     z = slack / sd[:, g].clamp_min(torch.finfo(mean.dtype).tiny)
-    p = torch.where(sd[:, g] > 0, ndtr(z), (slack >= 0).to(mean.dtype)).prod(dim=-1)  # N
-    p[0] = 1.0
-    return p
+    return torch.where(sd[:, g] > 0, ndtr(z), (slack >= 0).to(mean.dtype)).prod(dim=-1)  # N
 
 
 def thompson_sample(

@@ -31,9 +31,8 @@ Steps, in order:
    :data:`WORST_HOUR_FACTOR` times the budget together, so whatever breaks among them costs at most that, and
    an hour above it needs a certified arm to break; their excess goes to the certified arms (in proportion),
    else to control. This only lowers the expected unsafe share. It bounds the worst hour only as well as
-   ``p_feasible`` is calibrated where the traffic sits, on a guardrail's boundary: in a closed loop on a
-   rugged world, two arms rated 97.6-99.1% feasible carried 30-60% of traffic in a few hours while truly
-   0.3-0.7 points beyond the limit (docs/closed_loop.md).
+   ``p_feasible`` is calibrated where the traffic sits, on a guardrail's boundary (the study's reliability
+   tables and worst hours, docs/closed_loop.md).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from bayesopt.allocation import Allocation, allocate
+from bayesopt.allocation import Allocation, allocate, safe_set_risk
 from bayesopt.candidates import Candidates, build_candidates
 from bayesopt.device import as_tensor, seeded, to_numpy
 from bayesopt.diagnostics import arm_diagnostics, model_summary
@@ -91,9 +91,10 @@ class GPPolicy:
             models = fitted.models
             t1 = time.perf_counter()
             cands = candidates_for(spec, pooled, models, previous, seed)
-            result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws)
+            result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws,
+                                     safe_risk=safe_set_risk(spec))
             t2 = time.perf_counter()
-        alloc = allocate(spec, result.wins, snap(spec, cands.X), result.p_feasible)
+        alloc = allocate(spec, result.wins, snap(spec, cands.X), result.p_feasible, result.safe_wins)
         arms, diagnostics = proposed_arms(spec, cands, alloc, result, models, pooled)
         for metric, report in fitted.simulator.items():
             diagnostics["models"][metric]["simulator"] = report
@@ -113,7 +114,7 @@ def candidates_for(
     known: list[tuple[str, np.ndarray | None]] = []
     if previous is not None:
         known += [(a.arm_id, to_unit(spec, a.values)) for a in previous.arms if a.arm_id != CONTROL_ARM_ID]
-    centers = []
+    centers = [to_unit(spec, spec.control)]  # control's neighbours: where certified-safe arms appear first
     for objective in spec.objectives:
         data = pooled.metrics[objective.metric]
         with exact_linalg():
@@ -123,7 +124,7 @@ def candidates_for(
         known += [(data.arm_ids[i], data.X[i]) for i in order]
         centers += [data.X[i] for i in order[:LOCAL_CENTERS]]
     return build_candidates(spec, spec.policy.num_candidates, known=known,
-                            centers=np.array(centers) if centers else None,
+                            centers=np.array(centers),
                             safe_centers=safe_centers(spec, pooled, models), radius=spec.policy.initial_radius, seed=seed)
 
 
@@ -185,6 +186,9 @@ def proposed_arms(
             "tilt": alloc.tilt,
             "moved_to_control": alloc.moved_to_control,
             "individually_risky_share": alloc.risky_share,
+            "explore_mix": alloc.explore_mix,
+            "safe_set_risk": safe_set_risk(spec),
+            "safe_candidates": int(result.safe.sum()) - 1 if result.safe is not None else None,
         },
         "arm_cap": {"max_arms": spec.policy.max_arms, "merged_mass": alloc.merged_mass,
                     "unrepresented_mass": alloc.unrepresented_mass},

@@ -83,36 +83,53 @@ def objective_score(diff: torch.Tensor, problem: Problem) -> torch.Tensor:
     return -(gap.amax(dim=-1) + CHEBYSHEV_RHO * gap.sum(dim=-1))
 
 
-def constrained_winners(score: torch.Tensor, slack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def constrained_winners(score: torch.Tensor, slack: torch.Tensor, eligible: torch.Tensor | None = None) -> torch.Tensor:
     """Constrained TS: the best feasible candidate per draw, or the least violating one when none is feasible.
 
     Args:
         score: ``c x N`` objective scores.
         slack: ``c x N x G`` scaled slacks.
+        eligible: ``N`` mask of the candidates that may win (None: all); it must hold candidate 0 (control).
 
     Returns:
-        ``c`` winner indices and the ``c x N`` feasibility mask.
+        ``c`` winner indices.
     """
     feasible = (slack >= 0).all(dim=-1)  # c x N
     violation = (-slack).clamp_min(0).sum(dim=-1)  # c x N
+    if eligible is not None:
+        feasible = feasible & eligible
+        violation = violation.masked_fill(~eligible, float("inf"))
     masked = score.masked_fill(~feasible, float("-inf"))
     best = masked.argmax(dim=-1)
     least_bad = violation.argmin(dim=-1)
-    return torch.where(feasible.any(dim=-1), best, least_bad), feasible
+    return torch.where(feasible.any(dim=-1), best, least_bad)
 
 
-def utility_winners(score: torch.Tensor, slack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def utility_winners(score: torch.Tensor, slack: torch.Tensor, eligible: torch.Tensor | None = None) -> torch.Tensor:
     """Utility TS: maximise ``score + lambda * sum_i sigmoid(slack_i / eps)``; same shapes as above."""
-    feasible = (slack >= 0).all(dim=-1)
     utility = score + UTILITY_LAMBDA * torch.sigmoid(slack / UTILITY_EPS).sum(dim=-1)
-    return utility.argmax(dim=-1), feasible
+    if eligible is not None:
+        utility = utility.masked_fill(~eligible, float("-inf"))
+    return utility.argmax(dim=-1)
 
 
-def select(draws: torch.Tensor, problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
-    """Winners (``c``) and feasibility (``c x N``) of a block of draws (``c x N x m``, deltas from control)."""
+@dataclass(frozen=True)
+class Selection:
+    """One block's choices: ``winners`` (``c``) over every candidate, ``safe_winners`` (``c``) over the eligible
+    (safe) ones only, and the ``c x N`` feasibility mask."""
+
+    winners: torch.Tensor
+    safe_winners: torch.Tensor
+    feasible: torch.Tensor
+
+
+def select(draws: torch.Tensor, problem: Problem, eligible: torch.Tensor | None = None) -> Selection:
+    """Winners of a block of draws (``c x N x m``, deltas from control), over all candidates and over ``eligible``
+    (``N`` mask, control included; None: the same as all)."""
     diff = draws - draws[:, :1, :]  # candidate 0 is control: compare within the same draw
     slack = slacks(diff, problem)
     score = objective_score(diff, problem)
-    if problem.method == "utility_ts":
-        return utility_winners(score, slack)
-    return constrained_winners(score, slack)
+    rule = utility_winners if problem.method == "utility_ts" else constrained_winners
+    winners = rule(score, slack)
+    safe = winners if eligible is None or bool(eligible.all()) else rule(score, slack, eligible)
+    return Selection(winners, safe, (slack >= 0).all(dim=-1))

@@ -1,8 +1,12 @@
 """Thompson sampling over a candidate set: ``s`` joint posterior draws, each picking one winner.
 
-The result is the winners' frequencies (the serving distribution before capping) and, per candidate, the share
-of draws in which it met every guardrail (its probability of feasibility). Draws are processed in blocks so
-memory stays bounded at any ``s``.
+The result is the winners' frequencies (the serving distribution before capping) and, per candidate, its
+probability of meeting every guardrail. That probability is exact: the metrics are modelled independently, so
+it is the product over guardrails of ``Phi(slack / sd)`` of the exact posterior marginals of the difference
+from control. With a risk limit, each draw also picks a second winner among the *safe set*: control and the
+candidates whose probability of breaking a guardrail is at most that limit (what the allocation exploits;
+the unrestricted winners are what it explores with). Draws are processed in blocks so memory stays bounded at
+any ``s``.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.special import ndtr
 
 from bayesopt.device import as_tensor, default_device, to_numpy
 from bayesopt.gp_parts import MetricModel, gp_parts
 from bayesopt.pooling import MetricData
 from bayesopt.posterior_draws import NUM_FEATURES, Conditioned, PathSampler, joint_draws, make_sampler
-from bayesopt.screening import screen
+from bayesopt.screening import diff_marginals, screen
 from bayesopt.selection import Problem, guard_threshold, select
 from bayesopt.spec import ExperimentSpec
 
@@ -28,27 +33,27 @@ class SamplingResult:
 
     Attributes:
         wins: ``N`` number of draws each candidate won.
-        feasible: ``N`` number of draws in which each candidate met every guardrail.
+        safe_wins: ``N`` number of draws each candidate won among the safe set (equal to ``wins`` without a limit).
+        p_feasible: ``N`` exact posterior probabilities of meeting every guardrail.
         no_feasible: number of draws in which no candidate was feasible.
         num_draws: ``s``.
-        sampled: candidates that survived screening (the others have no wins and no feasibility counts).
+        sampled: candidates that survived screening (the others have no wins).
         sampler: ``exact`` or ``pathwise``.
+        safe: ``N`` mask of the safe set (control always in it).
     """
 
     wins: np.ndarray
-    feasible: np.ndarray
+    safe_wins: np.ndarray
+    p_feasible: np.ndarray
     no_feasible: int
     num_draws: int
     sampled: int = 0
     sampler: str = ""
+    safe: np.ndarray | None = None
 
     @property
     def p_best(self) -> np.ndarray:
         return self.wins / self.num_draws
-
-    @property
-    def p_feasible(self) -> np.ndarray:
-        return self.feasible / self.num_draws
 
 
 def make_problem(spec: ExperimentSpec, metrics: Sequence[str], data: Mapping[str, MetricData], scales: Sequence[float]) -> Problem:
@@ -73,6 +78,16 @@ def metric_scale(model: MetricModel) -> float:
     return max(float(gp_parts(model).scale), 1e-12)
 
 
+def marginal_feasibility(problem: Problem, marginals: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """``N`` exact probabilities that each candidate meets every guardrail, from per-metric marginals (in the
+    problem's metric order). Control (candidate 0) has no spread: 1 or 0 by its baseline against an absolute limit."""
+    mean, sd = diff_marginals(marginals)  # N x m
+    g = problem.guard_index
+    slack = problem.guard_sign * (mean[:, g] - problem.guard_threshold)  # N x G
+    z = slack / sd[:, g].clamp_min(torch.finfo(mean.dtype).tiny)
+    return torch.where(sd[:, g] > 0, ndtr(z), (slack >= 0).to(mean.dtype)).prod(dim=-1)  # N
+
+
 def thompson_sample(
     models: Mapping[str, MetricModel],
     data: Mapping[str, MetricData],
@@ -83,6 +98,7 @@ def thompson_sample(
     block: int | None = None,
     num_features: int = NUM_FEATURES,
     screening: bool = True,
+    safe_risk: float | None = None,
 ) -> SamplingResult:
     """Run ``num_draws`` draws of constrained (or utility) Thompson sampling over candidates ``X``.
 
@@ -95,6 +111,8 @@ def thompson_sample(
         block: draws per block (default: bounded by memory, see :mod:`bayesopt.posterior_draws`).
         num_features: random features per map when sampling pathwise.
         screening: drop candidates that cannot win (:mod:`bayesopt.screening`) before drawing.
+        safe_risk: the safe set's limit on a candidate's probability of breaking a guardrail (None: no safe set,
+            ``safe_wins == wins``).
 
     Uses torch's global generator: wrap the call in :func:`bayesopt.device.seeded` for reproducibility.
     """
@@ -102,17 +120,29 @@ def thompson_sample(
     problem = make_problem(spec, metrics, data, [metric_scale(models[m]) for m in metrics])
     Xt = as_tensor(X)
     conds = [Conditioned(models[m], Xt) for m in metrics]
+    marginals = [c.marginals() for c in conds]
+    p_feasible = marginal_feasibility(problem, marginals)  # N
     N = len(X)
-    keep = screen(problem, [c.marginals() for c in conds]) if screening else torch.arange(N, device=Xt.device)
+    safe = (1.0 - p_feasible <= safe_risk) if safe_risk is not None else torch.ones(N, dtype=torch.bool, device=Xt.device)
+    safe[0] = True
+    keep = torch.arange(N, device=Xt.device)
+    if screening:  # what can win among all candidates, and what can win among the safe ones
+        keep = screen(problem, marginals)
+        if not bool(safe.all()):
+            safe_idx = torch.nonzero(safe).squeeze(-1)
+            safe_keep = safe_idx[screen(problem, [tuple(t[safe_idx] for t in m) for m in marginals])]
+            keep = torch.unique(torch.cat([keep, safe_keep]))
     samplers = [make_sampler(c.subset(keep), num_features=num_features) for c in conds]
+    eligible = safe[keep]
     wins = torch.zeros(N, dtype=torch.long, device=Xt.device)
-    feasible = torch.zeros(N, dtype=torch.long, device=Xt.device)
+    safe_wins = torch.zeros(N, dtype=torch.long, device=Xt.device)
     no_feasible = 0
     for draws in joint_draws(samplers, num_draws, block=block):
-        winners, mask = select(draws, problem)  # indices into keep
-        wins.index_add_(0, keep, torch.bincount(winners, minlength=len(keep)))
-        feasible.index_add_(0, keep, mask.sum(dim=0))
-        no_feasible += int((~mask.any(dim=-1)).sum())
+        chosen = select(draws, problem, eligible)  # indices into keep
+        wins.index_add_(0, keep, torch.bincount(chosen.winners, minlength=len(keep)))
+        safe_wins.index_add_(0, keep, torch.bincount(chosen.safe_winners, minlength=len(keep)))
+        no_feasible += int((~chosen.feasible.any(dim=-1)).sum())
     kind = "pathwise" if any(isinstance(s, PathSampler) for s in samplers) else "exact"
-    return SamplingResult(to_numpy(wins).astype(np.int64), to_numpy(feasible).astype(np.int64), no_feasible,
-                          num_draws, int(len(keep)), kind)
+    return SamplingResult(to_numpy(wins).astype(np.int64), to_numpy(safe_wins).astype(np.int64),
+                          to_numpy(p_feasible).astype(float), no_feasible, num_draws, int(len(keep)), kind,
+                          to_numpy(safe).astype(bool))

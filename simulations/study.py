@@ -110,13 +110,19 @@ def _jsonable(value: Any) -> Any:
 
 
 def _load_cached(path: Path, config: LoopConfig) -> dict[str, Any] | None:
-    """The run at ``path`` if it exists; a :class:`StudyMismatchError` if it was run with another config."""
+    """The run at ``path`` if it exists; a :class:`StudyMismatchError` if it was run with another config.
+
+    A field missing from the stored config (the run predates it) matches when the wanted value is the field's
+    default, which by the loop's convention keeps the earlier behaviour.
+    """
     if not path.exists():
         return None
     doc = json.loads(path.read_text())
     want = json.loads(json.dumps(_jsonable(config.to_dict())))
+    defaults = json.loads(json.dumps(_jsonable(LoopConfig(policy=config.policy).to_dict())))
     have = doc.get("config", {})
-    differ = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    differ = sorted(k for k in set(want) | set(have)
+                    if want.get(k) != have.get(k) and not (k not in have and want.get(k) == defaults.get(k)))
     if differ:
         raise StudyMismatchError(
             f"{path} was run with another config ({', '.join(f'{k}: {have.get(k)!r} there, {want.get(k)!r} now' for k in differ)}); "

@@ -10,7 +10,9 @@ import pytest
 from bayesopt.allocation import (
     WORST_HOUR_FACTOR,
     allocate,
+    certified_risk,
     concentration_cap,
+    explore_mix,
     merge_winners,
     risk_budget,
     split_traffic,
@@ -122,16 +124,40 @@ def test_the_risk_budget_tilts_towards_cheap_risk_and_reaches_control_last() -> 
     assert out[1:] @ np.array([0.9, 0.7]) == pytest.approx(0.05) and to_control == pytest.approx(out[0] - 0.2)
 
 
-def test_individually_risky_arms_share_at_most_twice_the_budget() -> None:
+def test_uncertified_arms_share_at_most_twice_the_budget() -> None:
     """One arm at 14% risk with 36% of traffic meets a 5% expected budget (0.36 * 0.137 = 0.049) but breaks
-    for 36% of members one hour in seven: capped at 10%, its excess goes to the safe arm, not to control."""
+    for 36% of members one hour in seven: capped at 10%, its excess goes to the certified arm (risk 0.4%, under
+    the 0.5% of a 5% budget), not to control."""
     weights = np.array([0.2, 0.36, 0.44])
-    risk = np.array([0.0, 0.137, 0.01])
+    risk = np.array([0.0, 0.137, 0.004])
     out, to_control = concentration_cap(weights, risk, budget=0.05)
     assert out[1] == pytest.approx(WORST_HOUR_FACTOR * 0.05) and out[2] == pytest.approx(0.44 + 0.26)
     assert out[0] == pytest.approx(0.2) and to_control == 0.0
     out, to_control = concentration_cap(np.array([0.2, 0.8]), np.array([0.0, 0.3]), budget=0.05)
     assert out.tolist() == pytest.approx([0.9, 0.1]) and to_control == pytest.approx(0.7)
+
+
+def test_explore_mix_is_the_largest_that_fits_budget_and_cap() -> None:
+    """Exploit on control, explore on one arm at risk 0.2, 80% of traffic to share: the budget allows
+    ``0.8 rho 0.2 <= 0.05`` (rho 0.3125), the cap on uncertified arms ``0.8 rho <= 0.1`` (rho 0.125)."""
+    exploit, explore = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert explore_mix(exploit, explore, np.array([0.0, 0.2]), traffic=0.8, budget=0.05) == pytest.approx(0.125)
+    assert explore_mix(exploit, explore, np.array([0.0, 0.9]), traffic=0.8, budget=0.05) == pytest.approx(0.05 / 0.72)
+    assert explore_mix(explore, explore, np.array([0.0, 0.9]), traffic=0.8, budget=0.05) == 1.0  # nothing to trade
+
+
+def test_traffic_the_budget_refuses_goes_to_the_safe_sets_winner() -> None:
+    """Every unrestricted draw picks an arm at 40% risk; among certified arms, the draws pick arm 2 (risk 0.1%)
+    over arm 3 (risk 0.2%) nine times in ten. The risky arm keeps what the budget and cap allow (10%); the rest
+    follows the safe set's draws, not control and not an even split."""
+    spec = make_spec(max_arms=6, initial_arms=4, max_unsafe_share=0.05)
+    grid = np.array([[16, 16], [0, 0], [8, 8], [30, 30]])
+    p_feasible = np.array([1.0, 0.6, 0.999, 0.998])
+    alloc = allocate(spec, np.array([0, 100, 0, 0]), grid, p_feasible, np.array([0, 0, 90, 10]))
+    w = dict(zip(alloc.index.tolist(), alloc.weights.tolist(), strict=True))
+    assert w[0] == pytest.approx(0.2) and w[1] == pytest.approx(0.1)
+    assert w[2] == pytest.approx(0.7 * 0.9) and w[3] == pytest.approx(0.7 * 0.1)
+    assert alloc.explore_mix == pytest.approx(0.125) and alloc.risk_after <= 0.05
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -142,10 +168,11 @@ def test_no_allocation_exceeds_the_budget_and_control_is_never_capped(seed: int)
     wins = rng.integers(0, 50, size=n)
     grid = rng.integers(0, 33, size=(n, 2))
     p_feasible = rng.uniform(size=n) ** rng.uniform(0.1, 3.0)
-    alloc = allocate(spec, wins, grid, p_feasible)
+    safe_wins = np.where(1 - p_feasible <= certified_risk(0.05), rng.integers(0, 50, size=n), 0)
+    alloc = allocate(spec, wins, grid, p_feasible, safe_wins if seed % 2 else None)
     assert alloc.weights @ (1 - p_feasible[alloc.index]) - alloc.weights[0] * (1 - p_feasible[0]) <= 0.05 + 1e-9
     assert alloc.risk_after <= 0.05 + 1e-9
-    risky = (1 - p_feasible[alloc.index]) > 0.05
+    risky = (1 - p_feasible[alloc.index]) > certified_risk(0.05)
     risky[0] = False
     assert alloc.weights[risky].sum() <= WORST_HOUR_FACTOR * 0.05 + 1e-9
     assert alloc.weights[0] >= spec.traffic.control_share - 1e-12 and alloc.index[0] == 0

@@ -153,8 +153,8 @@ def test_dense_data_puts_the_mass_on_the_known_constrained_optimum(d: int, n_arm
 def test_when_nothing_is_feasible_the_mass_goes_to_the_least_violating_region() -> None:
     """A +8% floor is out of reach (the best is +5% at ``u_0 = 0``): violation falls with ``u_0``.
 
-    Every arm is unsafe, so the risk budget leaves ``max_unsafe_share`` of traffic on them and moves the rest to
-    control; what is left sits in the least-violating column ``u_0 <= 2/32`` (two lattice steps of slack: the
+    Every arm is unsafe, so the safe set is control alone and the risk budget leaves ``max_unsafe_share`` of
+    traffic on the unrestricted winners (``explore_mix`` below one) and the rest on control; what is left sits in the least-violating column ``u_0 <= 2/32`` (two lattice steps of slack: the
     guard's posterior sd between neighbouring columns is about its 0.035 pooled standard error, comparable to
     the 0.03 step in violation, so the nearest columns also win some draws).
     """
@@ -162,7 +162,8 @@ def test_when_nothing_is_feasible_the_mass_goes_to_the_least_violating_region() 
     proposal = propose(spec, table, version=5)
     diag = proposal.distribution.diagnostics
     assert diag["draws_without_feasible"] == spec.policy.num_draws
-    assert diag["risk"]["moved_to_control"] > 0 and diag["risk"]["expected_unsafe_share"] <= spec.policy.max_unsafe_share + 1e-9
+    assert diag["risk"]["safe_candidates"] == 0
+    assert diag["risk"]["explore_mix"] < 1 and diag["risk"]["expected_unsafe_share"] <= spec.policy.max_unsafe_share + 1e-9
     assert proposal.distribution.control_arm.weight == pytest.approx(1 - spec.policy.max_unsafe_share)
     w, units = _mass(spec, proposal)
     assert w[units[:, 0] <= 2 / 32 + 1e-9].sum() >= 0.9

@@ -85,3 +85,51 @@ def test_screened_out_candidates_almost_never_win_without_the_screen() -> None:
     dropped[keep] = False
     assert full.wins[dropped].sum() < 10
     assert screened.sampled == len(keep) and screened.wins[dropped].sum() == 0
+
+
+def _guarded_world(seed: int = 0):
+    """A world whose objective rises beyond a guardrail's limit (``u_0 > 0.6`` breaks it): the best arms are
+    uncertain or unsafe, the certified ones lie on the safe side."""
+    spec = make_spec(2, num_draws=2000, guardrails=({"metric": "guard", "lower": 9.9},))
+    truths = {"obj": lambda u: 4 * u[:, 0], "guard": lambda u: 10 + (0.5 - u[:, 0])}
+    rng = np.random.default_rng(seed)
+    arms = lattice_arms(spec, rng.random((30, 2)))
+    table = simulate(spec, truths, arms, windows=4, count=400, noise_sd={"obj": 0.5, "guard": 1.0}, rng=rng)
+    pooled = pool(spec, table)
+    with seeded(seed):
+        models = fit_models(pooled.metrics)
+    return spec, pooled, models, np.vstack([[0.5, 0.5], rng.random((200, 2))])
+
+
+def test_p_feasible_is_the_exact_product_of_marginal_probabilities() -> None:
+    """The exact probability agrees with the share of 2,000 joint draws meeting the guardrail, within 5 binomial
+    standard errors ``sqrt(p (1 - p) / 2000)`` (plus the pathwise map's small bias, below 0.01)."""
+    spec, pooled, models, X = _guarded_world()
+    metrics = list(models)
+    problem = make_problem(spec, metrics, pooled.metrics, [metric_scale(models[m]) for m in metrics])
+    samplers = [ExactSampler(Conditioned(models[m], as_tensor(X))) for m in metrics]
+    with seeded(2):
+        draws = torch.stack([s.draw(2000) for s in samplers], dim=-1)
+    from bayesopt.selection import select
+
+    share = select(draws, problem).feasible.double().mean(0).numpy()
+    with seeded(2):
+        result = thompson_sample(models, pooled.metrics, spec, X, 200)
+    p = result.p_feasible
+    assert p[0] == 1.0 and 0.05 < np.mean(p) < 0.95  # control meets the 9.9 floor by 0.1  # mixed feasibility: the check is not vacuous
+    np.testing.assert_array_less(np.abs(share - p), 5 * np.sqrt(p * (1 - p) / 2000) + 0.01)
+
+
+def test_safe_winners_are_certified_and_without_a_limit_equal_the_winners() -> None:
+    spec, pooled, models, X = _guarded_world()
+    with seeded(3):
+        limited = thompson_sample(models, pooled.metrics, spec, X, 2000, safe_risk=0.025)
+    with seeded(3):
+        plain = thompson_sample(models, pooled.metrics, spec, X, 2000)
+    certified = 1 - limited.p_feasible <= 0.025
+    certified[0] = True
+    assert (limited.safe == certified).all() and 1 < certified.sum() < len(X)
+    assert limited.safe_wins[~certified].sum() == 0 and limited.safe_wins.sum() == 2000
+    assert limited.wins[~certified].sum() > 0  # the unrestricted draws do pick uncertain arms here
+    assert (plain.safe_wins == plain.wins).all() and plain.safe.all()
+    np.testing.assert_array_equal(limited.wins, plain.wins)  # the safe set does not change the unrestricted draws

@@ -186,6 +186,16 @@ def test_a_small_study_writes_json_and_tables_and_resumes_from_its_cache(tmp_pat
                         members_per_hour=200, policy_overrides=TINY, reference="uniform")
     with pytest.raises(StudyMismatchError, match="hours: 2 there, 3 now"):
         run_variant_study(other, out, progress=False)
+    # a run stored before a config field existed still matches while the field keeps its default
+    path = run_path(out, "uniform", 0, 0, "base")
+    stored = json.loads(path.read_text())
+    del stored["config"]["simulator_points"]
+    path.write_text(json.dumps(stored))
+    assert run_variant_study(design, out, progress=False)["failures"] == []
+    stored["config"]["simulator_points"] = 7  # a stored value that differs is still refused
+    path.write_text(json.dumps(stored))
+    with pytest.raises(StudyMismatchError, match="simulator_points: 7 there, 500 now"):
+        run_variant_study(design, out, progress=False)
 
 
 def test_the_study_flag_of_simulate(tmp_path, capsys) -> None:

@@ -165,6 +165,10 @@ def proposed_arms(
     """``alloc``'s arms (control first) and the per-arm and per-model diagnostics."""
     ids = [cands.ids[i] for i in alloc.index]
     weights = normalize_weights(alloc.weights.tolist())
+    shortfall = spec.traffic.control_share - weights[0]  # rounding of the normalisation, at most a few ulps
+    if 0 < shortfall and len(weights) > 1:
+        largest = 1 + int(np.argmax(weights[1:]))
+        weights[0], weights[largest] = spec.traffic.control_share, weights[largest] - shortfall
     arms = [Arm(CONTROL_ARM_ID, dict(spec.control), weights[0])]
     for arm, w in zip(ids[1:], weights[1:], strict=True):
         arms.append(Arm(arm, from_unit(spec, indices_to_unit(spec, parse_arm_id(spec, arm))), w))

@@ -80,37 +80,78 @@ class MetricGrid:
         return cls(list(arms), windows, delta, var, control_var)
 
 
-def side_moments(delta: np.ndarray, var: np.ndarray, control_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled differences ``k`` and their covariance ``k x k`` from ``k x w`` windows (NaN: not served).
+@dataclass(frozen=True)
+class SideSums:
+    """Sufficient statistics of one side of a split, summed over its windows (``k`` arms).
 
-    An arm's pooled difference weighs its windows by inverse variance; two arms served in one window share its
-    control noise ``control_var`` (``w``), the rest of each window's variance is the arm's own.
+    With ``inv = 1 / var`` (0 where not served): ``inv_sum = sum_w inv`` (k), ``weighted = sum_w inv * delta``
+    (k), ``own = sum_w inv^2 * (var - control_var)`` (k) and ``shared = sum_w control_var * inv inv'`` (k x k).
+    Sums over disjoint windows add, so the older side of every split is one running total.
     """
-    served = np.isfinite(var)
-    inv = np.where(served, 1.0 / np.where(served, var, 1.0), 0.0)
-    weights = inv / inv.sum(axis=1, keepdims=True)  # k x w, each row sums to one
-    mean = (weights * np.where(served, delta, 0.0)).sum(axis=1)
-    own = np.where(served, var - control_var[None, :], 0.0)
-    cov = (weights * control_var[None, :]) @ weights.T + np.diag((weights**2 * own).sum(axis=1))
-    return mean, cov
+
+    inv_sum: np.ndarray
+    weighted: np.ndarray
+    own: np.ndarray
+    shared: np.ndarray
+
+    @classmethod
+    def of(cls, delta: np.ndarray, var: np.ndarray, control_var: np.ndarray) -> SideSums:
+        """From ``k x w`` windows (NaN: not served) and their ``w`` control variances."""
+        served = np.isfinite(var)
+        inv = np.where(served, 1.0 / np.where(served, var, 1.0), 0.0)
+        own = np.where(served, var - control_var[None, :], 0.0)
+        return cls(inv.sum(axis=1), (inv * np.where(served, delta, 0.0)).sum(axis=1), (inv**2 * own).sum(axis=1),
+                   (inv * control_var[None, :]) @ inv.T)
+
+    def __add__(self, other: SideSums) -> SideSums:
+        return SideSums(self.inv_sum + other.inv_sum, self.weighted + other.weighted, self.own + other.own,
+                        self.shared + other.shared)
+
+    def moments(self, arms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled differences and their covariance of the ``arms`` (a boolean mask of ``k``), each served here."""
+        total = self.inv_sum[arms]
+        mean = self.weighted[arms] / total
+        cov = self.shared[np.ix_(arms, arms)] / np.outer(total, total) + np.diag(self.own[arms] / total**2)
+        return mean, cov
 
 
 def split_p_value(grid: MetricGrid, split: int) -> tuple[float, int]:
     """The chi-square p-value of "no change at window ``split``" for one metric, and the arms it compared."""
-    before = grid.windows < split
-    on_both = np.isfinite(grid.var[:, before]).any(axis=1) & np.isfinite(grid.var[:, ~before]).any(axis=1)
-    k = int(on_both.sum())
-    if not k:
-        return 1.0, 0
-    sides = [side_moments(grid.delta[on_both][:, cols], grid.var[on_both][:, cols], grid.control_var[cols])
-             for cols in (before, ~before)]
-    d = sides[1][0] - sides[0][0]
-    try:
-        L = np.linalg.cholesky(sides[0][1] + sides[1][1])
-    except np.linalg.LinAlgError:
-        return 1.0, 0
-    z = np.linalg.solve(L, d)
-    return float(chi2.sf(float(z @ z), k)), k
+    return split_p_values(grid, [split])[0]
+
+
+def split_p_values(grid: MetricGrid, splits: list[int]) -> list[tuple[float, int]]:
+    """The chi-square p-value of "no change at window ``split``" for one metric, and the arms it compared, for
+    each of ``splits`` (ascending).
+
+    The older side is a running total of :class:`SideSums`: the windows before the first split are summed once,
+    so the cost of many splits does not grow with the history behind them.
+    """
+    out = []
+    before_sums: SideSums | None = None
+    done = 0  # windows already in before_sums
+    for split in splits:
+        end = int(np.searchsorted(grid.windows, split))
+        new = SideSums.of(grid.delta[:, done:end], grid.var[:, done:end], grid.control_var[done:end])
+        before_sums = new if before_sums is None else before_sums + new
+        done = end
+        after = slice(end, None)
+        on_both = np.isfinite(grid.var[:, :end]).any(axis=1) & np.isfinite(grid.var[:, after]).any(axis=1)
+        k = int(on_both.sum())
+        if not k:
+            out.append((1.0, 0))
+            continue
+        old_side = before_sums.moments(on_both)
+        new_side = SideSums.of(grid.delta[:, after], grid.var[:, after], grid.control_var[after]).moments(on_both)
+        d = new_side[0] - old_side[0]
+        try:
+            L = np.linalg.cholesky(old_side[1] + new_side[1])
+        except np.linalg.LinAlgError:
+            out.append((1.0, 0))
+            continue
+        z = np.linalg.solve(L, d)
+        out.append((float(chi2.sf(float(z @ z), k)), k))
+    return out
 
 
 def most_likely_split(deltas: pd.DataFrame) -> DriftTest:
@@ -120,8 +161,7 @@ def most_likely_split(deltas: pd.DataFrame) -> DriftTest:
     results = []
     for metric, rows in (deltas.groupby("metric", sort=True) if len(deltas) else ()):
         grid = MetricGrid.from_rows(rows)
-        for split in splits:
-            p, k = split_p_value(grid, split)
+        for split, (p, k) in zip(splits, split_p_values(grid, splits), strict=True):
             if k:
                 results.append((p, -split, str(metric)))  # ties: the later split
     if not results:

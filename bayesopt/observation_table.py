@@ -88,8 +88,10 @@ def observation_table(
             "std_error": std_error,
         }
     )
+    arms = pd.unique(table["arm_id"])  # one lookup per arm, not per row
+    arm_index = pd.Index(arms).get_indexer(table["arm_id"])
     for p in spec.parameters:
-        table[param_column(p.name)] = [float(arm_values[a][p.name]) for a in table["arm_id"]]
+        table[param_column(p.name)] = np.array([float(arm_values[a][p.name]) for a in arms], dtype=float)[arm_index]
     return table.sort_values(["window", "metric", "arm_id", "source"], kind="stable").reset_index(drop=True)
 
 

@@ -174,7 +174,8 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
     decay = window_decay(online["window"].to_numpy(), spec.policy.half_life_hours)
     decay_by_window = dict(zip(online["window"].to_numpy(), decay, strict=True))
     pooled = pool_arms(deltas, np.array([decay_by_window[w] for w in deltas["window"]]))
-    positions = {a: i for i, a in enumerate(deltas["arm_id"])}  # first row of each arm: its parameter values
+    positions = {a: i for i, a in enumerate(deltas["arm_id"])}  # a row of each arm: its parameter values
+    params = deltas[[param_column(n) for n in spec.parameter_names]].to_numpy(float)
     out: dict[str, MetricData] = {}
     used = 0
     for metric in modelled_metrics(spec):
@@ -183,7 +184,7 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
             continue
         baseline, baseline_se, control_rows = control_baseline(spec, online, metric)
         arm_ids = [CONTROL_ARM_ID, *arm_rows["arm_id"]]
-        X = np.stack([to_unit(spec, spec.control)] + [_unit(spec, deltas, positions[a]) for a in arm_rows["arm_id"]])
+        X = np.stack([to_unit(spec, spec.control)] + [_unit(spec, params, positions[a]) for a in arm_rows["arm_id"]])
         var = arm_rows["var"].to_numpy(float)
         out[metric] = MetricData(
             metric=metric,
@@ -208,6 +209,6 @@ def check_finite(table: pd.DataFrame) -> None:
         raise ModelFitError(f"non-finite count, mean or std_error in {int(bad.sum())} row(s), e.g. {rows}")
 
 
-def _unit(spec: ExperimentSpec, deltas: pd.DataFrame, row: int) -> np.ndarray:
-    values = {n: float(deltas.at[row, param_column(n)]) for n in spec.parameter_names}
-    return to_unit(spec, values)
+def _unit(spec: ExperimentSpec, params: np.ndarray, row: int) -> np.ndarray:
+    """Unit coordinates of row ``row`` of ``params`` (``n x d``, the ``x.<name>`` columns in spec order)."""
+    return to_unit(spec, dict(zip(spec.parameter_names, params[row].tolist(), strict=True)))

@@ -89,12 +89,20 @@ def load_inputs(store: ParamStore, name: str, *, spec: ExperimentSpec | None = N
 
 
 def served_arm_values(store: ParamStore, name: str, stats: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Parameter values of every arm in ``stats``, read from the versions it was served in (newest wins)."""
-    versions = sorted({int(v) for v in stats["version"]})
-    values: dict[str, dict[str, float]] = {}
-    for _, dist in sorted(store.load_versions(name, versions).items()):
-        for arm in dist.arms:
-            values[arm.arm_id] = dict(arm.values)
+    """Parameter values of every arm in ``stats``, from the store's arm-values index (newest serving version wins).
+
+    Arms the index lacks were served only by versions stored before the index existed: their values are read
+    from those versions (the ones ``stats`` has rows of them for) and written into the index, so the next refit
+    reads the index alone.
+    """
+    arm_ids = set(stats["arm_id"].astype(str))
+    values = store.arm_values(name, arm_ids)
+    missing = stats[~stats["arm_id"].isin(values)]
+    if not missing.empty:
+        dists = store.load_versions(name, {int(v) for v in missing["version"]})
+        store.index_arm_values(dists.values())
+        for _, dist in sorted(dists.items()):
+            values.update((arm.arm_id, dict(arm.values)) for arm in dist.arms if arm.arm_id in arm_ids)
     return values
 
 

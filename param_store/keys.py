@@ -47,6 +47,10 @@ class Keys:
     def version(self, name: str, version: int) -> str:
         return self._k(name, "dist", version)
 
+    def arm_values(self, name: str) -> str:
+        """Hash: arm id -> the newest version that served it and its values (``param_store.arm_index``)."""
+        return self._k(name, "arm_values")
+
     def current(self, name: str) -> str:
         return self._k(name, "current")
 

@@ -25,19 +25,24 @@ def increments(stat: ObservationStat) -> list[tuple[str, float]]:
 
 def decode_stats(fields: Mapping[bytes, bytes]) -> list[ObservationStat]:
     """The statistics in the raw hash, sorted by version, arm, metric, source (no pandas)."""
-    rows: dict[tuple[int, str, str, str], list[float]] = {}
-    position = {suffix: i for i, suffix in enumerate(STAT_SUFFIXES)}
-    for raw_field, raw_value in fields.items():
-        version, arm_id, metric, source, suffix = raw_field.decode().split(FIELD_SEP)
-        acc = rows.setdefault((int(version), arm_id, metric, source), [0.0, 0.0, 0.0])
-        acc[position[suffix]] = float(raw_value)
-    return [ObservationStat(*key, *acc) for key, acc in sorted(rows.items())]
+    return [ObservationStat(*key, *acc) for key, acc in _sorted_rows(fields)]
 
 
 def decode(fields: Mapping[bytes, bytes]) -> pd.DataFrame:
     """A ``STAT_COLUMNS`` frame from the raw hash, sorted by version, arm, metric, source."""
     import pandas as pd  # serving replicas never read observations back, so they need not load pandas
 
-    records = [tuple(s.to_dict()[c] for c in STAT_COLUMNS) for s in decode_stats(fields)]
+    records = [(*key, *acc) for key, acc in _sorted_rows(fields)]  # the order of STAT_COLUMNS
     frame = pd.DataFrame.from_records(records, columns=list(STAT_COLUMNS))
     return frame.astype({"version": "int64", "count": "float64", "sum": "float64", "sum_sq": "float64"})
+
+
+def _sorted_rows(fields: Mapping[bytes, bytes]) -> list[tuple[tuple[int, str, str, str], list[float]]]:
+    """``((version, arm_id, metric, source), [count, sum, sum_sq])`` of each statistic in the raw hash, sorted."""
+    rows: dict[tuple[int, str, str, str], list[float]] = {}
+    position = {suffix: i for i, suffix in enumerate(STAT_SUFFIXES)}
+    for raw_field, raw_value in fields.items():
+        version, arm_id, metric, source, suffix = raw_field.decode().split(FIELD_SEP)
+        acc = rows.setdefault((int(version), arm_id, metric, source), [0.0, 0.0, 0.0])
+        acc[position[suffix]] = float(raw_value)
+    return sorted(rows.items())

@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
+#: A Lua function the scripts below share: merge ARGV triples (version, arm id, values JSON) from position
+#: ``first`` into the arm-values index ``key`` (``param_store.arm_index``), keeping each arm's newest version.
+_MERGE_ARMS = """
+local function merge_arms(key, first)
+  for i = first, #ARGV, 3 do
+    local old = redis.call('HGET', key, ARGV[i + 1])
+    if (not old) or tonumber(string.match(old, '^(%d+)|')) <= tonumber(ARGV[i]) then
+      redis.call('HSET', key, ARGV[i + 1], ARGV[i] .. '|' .. ARGV[i + 2])
+    end
+  end
+end
+"""
+
+#: KEYS: version record, arm-values index; ARGV: the version's JSON, then its arms' triples (see ``_MERGE_ARMS``).
+#: Writes the record only if it does not exist (returns 0 and writes nothing otherwise), and its arms into the
+#: index in the same step (returns 1).
+WRITE_VERSION = _MERGE_ARMS + """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') == false then return 0 end
+merge_arms(KEYS[2], 2)
+return 1
+"""
+
+#: KEYS: arm-values index; ARGV: arm triples (see ``_MERGE_ARMS``). Backfills the index from stored versions.
+INDEX_ARMS = _MERGE_ARMS + """
+merge_arms(KEYS[1], 1)
+return 1
+"""
+
 #: KEYS: current, history, version record; ARGV: version, activated_at (empty: the server's clock), channel.
 #: Moves ``current`` forward to ARGV[1] only if that version's record exists and is newer; records it in the
 #: history and announces it. Returns the previous current version (0 if none), or -1 if not newer, -2 if missing.
@@ -75,11 +103,12 @@ if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
 return {1, ARGV[2]}
 """
 
-#: KEYS: spec, state, version counter, version 1 record, current, history (all in the experiment's slot). ARGV:
-#: spec JSON, version 1 JSON, the state to start in, the channel. A launch in one step:
-#: nothing if the name is taken (returns 0), else spec, state, version 1, its activation and the announcement
-#: (returns 1). The experiment set lives in another cluster slot: the caller adds the name to it first.
-LAUNCH = """
+#: KEYS: spec, state, version counter, version 1 record, current, history, arm-values index (all in the
+#: experiment's slot). ARGV: spec JSON, version 1 JSON, the state to start in, the channel, then version 1's arm
+#: triples (see ``_MERGE_ARMS``). A launch in one step: nothing if the name is taken (returns 0), else spec,
+#: state, version 1, its arms in the index, its activation and the announcement (returns 1). The experiment set
+#: lives in another cluster slot: the caller adds the name to it first.
+LAUNCH = _MERGE_ARMS + """
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[3])
@@ -88,6 +117,7 @@ redis.call('SET', KEYS[4], ARGV[2])
 redis.call('SET', KEYS[5], 1)
 local now = redis.call('TIME')
 redis.call('ZADD', KEYS[6], string.format('%s.%06d', now[1], tonumber(now[2])), 1)
+merge_arms(KEYS[7], 5)
 redis.call('PUBLISH', ARGV[4], 1)
 return 1
 """

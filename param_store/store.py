@@ -22,7 +22,7 @@ from bayesopt.errors import ObservationValidationError
 from bayesopt.observations import ObservationStat, merge, parse_rows
 from bayesopt.simulator_observations import parse_simulator_rows
 from bayesopt.spec import ExperimentSpec
-from param_store import observation_codec, scripts, simulator_codec
+from param_store import arm_index, observation_codec, scripts, simulator_codec
 from param_store.connection import UNAVAILABLE_ERRORS, is_cluster, make_client, store_boundary
 from param_store.errors import (
     ExperimentExistsError,
@@ -97,6 +97,8 @@ class ParamStore:
         self._set_state_if = client.register_script(scripts.SET_STATE_IF)
         self._add_observations = client.register_script(scripts.ADD_OBSERVATIONS)
         self._launch = client.register_script(scripts.LAUNCH)
+        self._write_version = client.register_script(scripts.WRITE_VERSION)
+        self._index_arms = client.register_script(scripts.INDEX_ARMS)
         self._delete_draft = client.register_script(scripts.DELETE_DRAFT)
         self._cluster = is_cluster(client)
         self._specs_seen: dict[str, tuple[bytes, ExperimentSpec]] = {}
@@ -166,9 +168,11 @@ class ParamStore:
                                        f"version {first.version}")
         spec_json, first_json = spec.to_json(), first.to_json()  # serialise (and so check) before writing
         k, name = self._keys, spec.name
-        keys = [k.spec(name), k.state(name), k.version_seq(name), k.version(name, 1), k.current(name), k.history(name)]
+        keys = [k.spec(name), k.state(name), k.version_seq(name), k.version(name, 1), k.current(name), k.history(name),
+                k.arm_values(name)]
+        args = [spec_json, first_json, ExperimentState.RUNNING.value, k.channel(name), *arm_index.script_args([first])]
         self._redis.sadd(k.experiments, name)  # first: see list_experiments
-        if not self._launch(keys=keys, args=[spec_json, first_json, ExperimentState.RUNNING.value, k.channel(name)]):
+        if not self._launch(keys=keys, args=args):
             raise ExperimentExistsError(f"experiment {name!r} exists already")
 
     def delete_draft(self, name: str) -> None:
@@ -292,10 +296,28 @@ class ParamStore:
         return int(self._redis.incr(self._keys.version_seq(name)))
 
     def write_version(self, dist: ParameterDistribution) -> None:
-        """Write a version record once; raises :class:`VersionConflictError` if that version exists."""
+        """Write a version record once, and its arms into the arm-values index in the same step; raises
+        :class:`VersionConflictError` (and writes nothing) if that version exists."""
         self._require(dist.experiment)
-        if not self._redis.set(self._keys.version(dist.experiment, dist.version), dist.to_json(), nx=True):
-            raise VersionConflictError(f"{dist.experiment!r} version {dist.version} exists already and is immutable")
+        name = dist.experiment
+        keys = [self._keys.version(name, dist.version), self._keys.arm_values(name)]
+        if not self._write_version(keys=keys, args=[dist.to_json(), *arm_index.script_args([dist])]):
+            raise VersionConflictError(f"{name!r} version {dist.version} exists already and is immutable")
+
+    def arm_values(self, name: str, arm_ids: Iterable[str]) -> dict[str, dict[str, float]]:
+        """Parameter values of each of ``arm_ids`` found in the arm-values index (one ``HMGET``, whatever the
+        number of versions); arms it lacks (served only by versions stored before the index existed) are left out.
+        """
+        arm_ids = sorted(set(arm_ids))
+        if not arm_ids:
+            return {}
+        return arm_index.decode(arm_ids, self._redis.hmget(self._keys.arm_values(name), arm_ids))
+
+    def index_arm_values(self, dists: Iterable[ParameterDistribution]) -> None:
+        """Merge the arms of stored ``dists`` (one experiment) into its arm-values index (a backfill)."""
+        dists = list(dists)
+        if dists:
+            self._index_arms(keys=[self._keys.arm_values(dists[0].experiment)], args=arm_index.script_args(dists))
 
     def activate(self, name: str, version: int, *, at: float | None = None) -> int:
         """Point ``current`` at ``version`` in one atomic step and announce it; returns the previous version.

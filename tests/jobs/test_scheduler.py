@@ -15,7 +15,7 @@ from tests.jobs.helpers import POLICY, launch, observe
 from tests.jobs.procs import CliProcess, cli_env
 
 PERIOD_S = 8  # long enough for a small real fit plus scheduling noise on 2 cores
-PERIODS = 3
+PERIODS = 2  # two whole periods show both: one run per period, and a new version each period
 
 
 def test_misfire_grace_is_half_a_period() -> None:

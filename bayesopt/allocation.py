@@ -120,7 +120,7 @@ def merge_winners(wins: np.ndarray, grid: np.ndarray, max_arms: int, *, steps: i
     """Keep at most ``max_arms - 1`` winners plus control, each absorbing the winners near it.
 
     Args:
-        wins: ``N`` win counts (control at 0).
+        wins: ``N`` win counts or frequencies (control at 0).
         grid: ``N x d`` lattice indices of the candidates (control's row is never merged into).
         max_arms: the cap, control included.
         steps: merge radius in lattice steps.

@@ -83,34 +83,38 @@ def objective_score(diff: torch.Tensor, problem: Problem) -> torch.Tensor:
     return -(gap.amax(dim=-1) + CHEBYSHEV_RHO * gap.sum(dim=-1))
 
 
-def constrained_winners(score: torch.Tensor, slack: torch.Tensor, eligible: torch.Tensor | None = None) -> torch.Tensor:
+def constrained_winners(score: torch.Tensor, feasible: torch.Tensor, violation: torch.Tensor,
+                        eligible: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Constrained TS: the best feasible candidate per draw, or the least violating one when none is feasible.
 
     Args:
         score: ``c x N`` objective scores.
-        slack: ``c x N x G`` scaled slacks.
-        eligible: ``N`` mask of the candidates that may win (None: all); it must hold candidate 0 (control).
+        feasible: ``c x N`` whether each candidate meets every guardrail in the draw.
+        violation: ``c x N`` total scaled shortfall (0 where feasible).
+        eligible: ``N`` mask of the candidates the second winner may be (None: all); it must hold control.
 
     Returns:
-        ``c`` winner indices.
+        ``c`` winners over all candidates, and ``c`` over the eligible ones.
     """
-    feasible = (slack >= 0).all(dim=-1)  # c x N
-    violation = (-slack).clamp_min(0).sum(dim=-1)  # c x N
-    if eligible is not None:
-        feasible = feasible & eligible
-        violation = violation.masked_fill(~eligible, float("inf"))
-    masked = score.masked_fill(~feasible, float("-inf"))
-    best = masked.argmax(dim=-1)
-    least_bad = violation.argmin(dim=-1)
-    return torch.where(feasible.any(dim=-1), best, least_bad)
+    def winners(ok: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+        best = score.masked_fill(~ok, float("-inf")).argmax(dim=-1)
+        return torch.where(ok.any(dim=-1), best, bad.argmin(dim=-1))
+
+    everyone = winners(feasible, violation)
+    if eligible is None:
+        return everyone, everyone
+    return everyone, winners(feasible & eligible, violation.masked_fill(~eligible, float("inf")))
 
 
-def utility_winners(score: torch.Tensor, slack: torch.Tensor, eligible: torch.Tensor | None = None) -> torch.Tensor:
-    """Utility TS: maximise ``score + lambda * sum_i sigmoid(slack_i / eps)``; same shapes as above."""
+def utility_winners(score: torch.Tensor, slack: torch.Tensor,
+                    eligible: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Utility TS: maximise ``score + lambda * sum_i sigmoid(slack_i / eps)`` (``slack``: ``c x N x G``); returns
+    the ``c`` winners over all candidates and over ``eligible`` as above."""
     utility = score + UTILITY_LAMBDA * torch.sigmoid(slack / UTILITY_EPS).sum(dim=-1)
-    if eligible is not None:
-        utility = utility.masked_fill(~eligible, float("-inf"))
-    return utility.argmax(dim=-1)
+    everyone = utility.argmax(dim=-1)
+    if eligible is None:
+        return everyone, everyone
+    return everyone, utility.masked_fill(~eligible, float("-inf")).argmax(dim=-1)
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,11 @@ def select(draws: torch.Tensor, problem: Problem, eligible: torch.Tensor | None 
     diff = draws - draws[:, :1, :]  # candidate 0 is control: compare within the same draw
     slack = slacks(diff, problem)
     score = objective_score(diff, problem)
-    rule = utility_winners if problem.method == "utility_ts" else constrained_winners
-    winners = rule(score, slack)
-    safe = winners if eligible is None or bool(eligible.all()) else rule(score, slack, eligible)
-    return Selection(winners, safe, (slack >= 0).all(dim=-1))
+    feasible = (slack >= 0).all(dim=-1)  # c x N
+    if eligible is not None and bool(eligible.all()):
+        eligible = None
+    if problem.method == "utility_ts":
+        winners, safe = utility_winners(score, slack, eligible)
+    else:
+        winners, safe = constrained_winners(score, feasible, (-slack).clamp_min(0).sum(dim=-1), eligible)
+    return Selection(winners, safe, feasible)

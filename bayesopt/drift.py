@@ -3,7 +3,7 @@
 A ranker release (or any change of the system around the experiment) changes how every metric responds to
 the parameters. Differences from control cancel the hour of day, so in a stationary world an arm's pooled
 difference before a window ``s`` and after it agree up to noise. For each split ``s`` and metric, with ``k``
-arms served on both sides::
+arms served to at least :data:`MIN_SESSIONS_PER_SIDE` sessions on each side::
 
     d = delta_after - delta_before                       (k)
     C = Cov(delta_after) + Cov(delta_before)             (k x k)
@@ -11,9 +11,20 @@ arms served on both sides::
 
 ``C`` is exact under the pooling model: an arm's pooled difference is a weighted sum of its windows' differences,
 and two arms served in the same window share that window's control noise, so their differences are correlated
-(ignoring that would inflate ``Q`` and raise false alarms). The smallest p-value over splits and metrics,
-Bonferroni-adjusted for the number of tests, is compared with :data:`DRIFT_ALPHA`; when it is below, the
-policy forgets the windows before that split and learns the new world from what came after.
+(ignoring that would inflate ``Q`` and raise false alarms).
+
+``Q`` spreads its power over every arm, and most arms of a long run were served a few times long ago: their
+noisy ``d`` add degrees of freedom and hide a clear change on the few arms that carry the traffic. Two more
+statistics of the same ``d`` and ``C`` are therefore tested at each split, each ``chi^2`` under no change:
+
+- the *common shift* (1 degree of freedom), the generalised-least-squares estimate of one change shared by
+  every arm, ``(1' C^-1 d)^2 / (1' C^-1 1)``: a ranker release tends to move the served arms alike;
+- the *informative arms*: ``Q`` over the :data:`INFORMATIVE_ARMS` arms with the smallest ``Var(d)``, chosen by
+  their variances alone (which do not depend on ``d``), so the null distribution is unchanged.
+
+The smallest p-value over splits, metrics and statistics, Bonferroni-adjusted for the number of tests, is
+compared with :data:`DRIFT_ALPHA`; when it is below, the policy forgets the windows before that split and
+learns the new world from what came after.
 """
 
 from __future__ import annotations
@@ -31,6 +42,12 @@ DRIFT_ALPHA = 1e-3
 MAX_SPLITS = 48
 #: Windows needed on each side of a split.
 MIN_WINDOWS_PER_SIDE = 1
+#: Sessions an arm needs on each side of a split to be compared. The variances come from the rows themselves, and
+#: a handful of sessions gives a variance estimate too noisy for a chi-square (at 500, its relative error is
+#: about sqrt(2 / 500) = 6%); arms served to a few members a window would otherwise raise false alarms alone.
+MIN_SESSIONS_PER_SIDE = 500
+#: Arms of the "informative arms" statistic: about as many as a served distribution concentrates its traffic on.
+INFORMATIVE_ARMS = 4
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,7 @@ class DriftTest:
         since_window: the first window of the new world when detected, else None.
         p_value: the smallest Bonferroni-adjusted p-value (1.0 when nothing could be tested).
         metric: the metric of that p-value.
-        tests: the number of (split, metric) tests.
+        tests: the number of (split, metric, statistic) tests.
     """
 
     detected: bool
@@ -65,19 +82,23 @@ class MetricGrid:
     delta: np.ndarray  # k x w
     var: np.ndarray  # k x w, arm plus control variance
     control_var: np.ndarray  # w
+    count: np.ndarray  # k x w, the arm's sessions (0 where not served)
 
     @classmethod
     def from_rows(cls, rows: pd.DataFrame) -> MetricGrid:
-        """From rows with ``window, arm_id, delta, var, control_var`` (one per window and arm)."""
+        """From rows with ``window, arm_id, delta, var, control_var`` and optionally ``count`` (one per window
+        and arm; without ``count``, every row counts as enough sessions)."""
         arms, arm_pos = np.unique(rows["arm_id"].to_numpy(), return_inverse=True)
         windows, win_pos = np.unique(rows["window"].to_numpy(), return_inverse=True)
         delta = np.full((len(arms), len(windows)), np.nan)
         var = np.full_like(delta, np.nan)
+        count = np.zeros_like(delta)
         control_var = np.zeros(len(windows))
         delta[arm_pos, win_pos] = rows["delta"].to_numpy(float)
         var[arm_pos, win_pos] = rows["var"].to_numpy(float)
+        count[arm_pos, win_pos] = rows["count"].to_numpy(float) if "count" in rows else MIN_SESSIONS_PER_SIDE
         control_var[win_pos] = rows["control_var"].to_numpy(float)
-        return cls(list(arms), windows, delta, var, control_var)
+        return cls(list(arms), windows, delta, var, control_var, count)
 
 
 @dataclass(frozen=True)
@@ -116,13 +137,27 @@ class SideSums:
 
 
 def split_p_value(grid: MetricGrid, split: int) -> tuple[float, int]:
-    """The chi-square p-value of "no change at window ``split``" for one metric, and the arms it compared."""
+    """The all-arms chi-square p-value of "no change at window ``split``" for one metric, and the arms it compared."""
     return split_p_values(grid, [split])[0]
 
 
 def split_p_values(grid: MetricGrid, splits: list[int]) -> list[tuple[float, int]]:
-    """The chi-square p-value of "no change at window ``split``" for one metric, and the arms it compared, for
-    each of ``splits`` (ascending).
+    """The all-arms chi-square p-value and the arms compared, for each of ``splits`` (ascending)."""
+    return [(t.p_values.get("all", 1.0), t.arms) for t in split_tests(grid, splits)]
+
+
+@dataclass(frozen=True)
+class SplitTest:
+    """The p-values of "no change at one split" for one metric: ``p_values`` by statistic (``all``, and
+    ``common`` and ``informative`` where they differ from ``all``; empty when no arm was compared),
+    and the number of arms compared."""
+
+    p_values: dict[str, float]
+    arms: int
+
+
+def split_tests(grid: MetricGrid, splits: list[int]) -> list[SplitTest]:
+    """The module docstring's statistics for one metric at each of ``splits`` (ascending).
 
     The older side is a running total of :class:`SideSums`: the windows before the first split are summed once,
     so the cost of many splits does not grow with the history behind them.
@@ -130,40 +165,53 @@ def split_p_values(grid: MetricGrid, splits: list[int]) -> list[tuple[float, int
     out = []
     before_sums: SideSums | None = None
     done = 0  # windows already in before_sums
+    sessions = np.cumsum(grid.count, axis=1)  # k x w
     for split in splits:
         end = int(np.searchsorted(grid.windows, split))
         new = SideSums.of(grid.delta[:, done:end], grid.var[:, done:end], grid.control_var[done:end])
         before_sums = new if before_sums is None else before_sums + new
         done = end
         after = slice(end, None)
-        on_both = np.isfinite(grid.var[:, :end]).any(axis=1) & np.isfinite(grid.var[:, after]).any(axis=1)
+        before_n = sessions[:, end - 1] if end else np.zeros(len(grid.arms))
+        on_both = (before_n >= MIN_SESSIONS_PER_SIDE) & (sessions[:, -1] - before_n >= MIN_SESSIONS_PER_SIDE)
         k = int(on_both.sum())
         if not k:
-            out.append((1.0, 0))
+            out.append(SplitTest({}, 0))
             continue
         old_side = before_sums.moments(on_both)
         new_side = SideSums.of(grid.delta[:, after], grid.var[:, after], grid.control_var[after]).moments(on_both)
-        d = new_side[0] - old_side[0]
-        try:
-            L = np.linalg.cholesky(old_side[1] + new_side[1])
-        except np.linalg.LinAlgError:
-            out.append((1.0, 0))
-            continue
-        z = np.linalg.solve(L, d)
-        out.append((float(chi2.sf(float(z @ z), k)), k))
+        out.append(SplitTest(change_p_values(new_side[0] - old_side[0], old_side[1] + new_side[1]), k))
     return out
 
 
+def change_p_values(d: np.ndarray, C: np.ndarray) -> dict[str, float]:
+    """P-values of "no change" for ``k`` changes ``d`` with covariance ``C`` (``k x k``), by statistic; empty if
+    ``C`` is not positive definite."""
+    try:
+        L = np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:
+        return {}
+    z = np.linalg.solve(L, d)  # k, whitened
+    k = len(d)
+    p = {"all": float(chi2.sf(float(z @ z), k))}
+    if k > 1:
+        u = np.linalg.solve(L, np.ones(k))  # the common shift's direction, whitened
+        p["common"] = float(chi2.sf(float(u @ z) ** 2 / float(u @ u), 1))
+    if k > INFORMATIVE_ARMS:
+        keep = np.argsort(np.diag(C), kind="stable")[:INFORMATIVE_ARMS]
+        p["informative"] = change_p_values(d[keep], C[np.ix_(keep, keep)]).get("all", 1.0)
+    return p
+
+
 def most_likely_split(deltas: pd.DataFrame) -> DriftTest:
-    """One pass: the split with the smallest adjusted p-value over recent splits and metrics of ``deltas``."""
+    """One pass: the split with the smallest adjusted p-value over recent splits, metrics and statistics of ``deltas``."""
     windows = np.sort(deltas["window"].unique()) if len(deltas) else np.array([], dtype=int)
     splits = [int(w) for w in windows[MIN_WINDOWS_PER_SIDE:len(windows) - MIN_WINDOWS_PER_SIDE + 1]][-MAX_SPLITS:]
     results = []
     for metric, rows in (deltas.groupby("metric", sort=True) if len(deltas) else ()):
         grid = MetricGrid.from_rows(rows)
-        for split, (p, k) in zip(splits, split_p_values(grid, splits), strict=True):
-            if k:
-                results.append((p, -split, str(metric)))  # ties: the later split
+        for split, test in zip(splits, split_tests(grid, splits), strict=True):
+            results += [(p, -split, str(metric)) for p in test.p_values.values()]  # ties: the later split
     if not results:
         return DriftTest(False, None, 1.0, None, 0)
     n = len(results)

@@ -2,9 +2,16 @@
 
 Traffic and baselines swing with the hour of day far more than arms differ, and every arm rides the same swing.
 So an arm's raw mean in a busy hour says little; its difference from the control arm served in the *same*
-window does. For each window ``w``, arm ``a`` and metric:
+window does. The swing multiplies (at a busy hour members are more active on every arm, so a difference
+grows with the level): a difference in absolute units would still depend on the hours an arm happened to be
+served in (an arm served at night would look closer to control than it is). Each window's difference is
+therefore taken *relative to that window's control level*. For each window ``w``, arm ``a`` and metric:
 
-    delta_{a,w} = mean_{a,w} - mean_{control,w},    var_{a,w} = se_{a,w}^2 + se_{control,w}^2
+    delta_{a,w} = (mean_{a,w} - c_w) / c_w,    var_{a,w} = (se_{a,w}^2 + se_{c,w}^2) / c_w^2,    c_w = mean_{control,w}
+
+(the delta method, with ``mean_{a,w} ~ c_w``: the control level's own error moves a difference of a few percent
+by a few percent of itself). A metric whose control level is not positive in some window (a mean metric that
+can be zero or negative) keeps absolute differences: a ratio to it means nothing.
 
 Deltas of one arm are pooled across windows by inverse variance, each window's weight multiplied by
 ``decay_w = 0.5 ** (age_w / half_life_hours)`` (one window counts as one hour, ``age_w`` is the number of
@@ -12,9 +19,11 @@ windows since the newest). The pooled variance is ``1 / sum_w(decay_w / var_w)``
 old counts like one with ``2**h`` times its noise variance, so old evidence is discounted, not just reweighted.
 Pooling raw means across windows would confound arms with the hours they happened to be served in.
 
-The control arm enters every metric's training set as ``delta = 0`` with a tiny variance: the modelled function
-is ``g(x) - g(control)``, which is zero at control by definition. Absolute levels are recovered as
-``baseline + delta``, where ``baseline`` is the control arm's count-weighted (and decayed) mean over windows.
+The pooled relative difference is brought back to the metric's units by ``baseline``, the control arm's
+count-weighted (and decayed) mean over windows: ``MetricData.delta = baseline * pooled`` (variance times
+``baseline^2``), the difference at control's mean level over the hours observed. The control arm enters every
+metric's training set as ``delta = 0`` with a tiny variance: the modelled function is ``g(x) - g(control)``,
+which is zero at control by definition. Absolute levels are recovered as ``baseline + delta``.
 
 Rows whose window has no control row for the metric cannot be compared and are reported, not used.
 """
@@ -99,7 +108,8 @@ def window_deltas(spec: ExperimentSpec, table: pd.DataFrame) -> tuple[pd.DataFra
 
     Returns:
         A frame with columns ``window, arm_id, metric, delta, var, control_var, count, x.<param>...`` (control rows
-        excluded; ``var`` includes ``control_var``, the control row's share of it) and the
+        excluded; ``var`` includes ``control_var``, the control row's share of it; all three relative to the
+        window's control level for the metrics of :func:`relative_metrics`) and the
         number of arm rows dropped because their window had no control row for that metric.
     """
     rows = table.assign(var=row_variances(spec, table))
@@ -109,9 +119,19 @@ def window_deltas(spec: ExperimentSpec, table: pd.DataFrame) -> tuple[pd.DataFra
     arms = rows.loc[~is_control].merge(control, on=["window", "metric"], how="left")
     missing = arms["control_mean"].isna()
     arms = arms.loc[~missing]
-    out = arms.assign(delta=arms["mean"] - arms["control_mean"], var=arms["var"] + arms["control_var"])
+    level = arms["control_mean"].to_numpy(float)
+    level = np.where(arms["metric"].isin(relative_metrics(table)).to_numpy(), level, 1.0)
+    out = arms.assign(delta=(arms["mean"] - arms["control_mean"]) / level,
+                      var=(arms["var"] + arms["control_var"]) / level**2, control_var=arms["control_var"] / level**2)
     keep = ["window", "arm_id", "metric", "delta", "var", "control_var", "count"] + [param_column(n) for n in spec.parameter_names]
     return out[keep].reset_index(drop=True), int(missing.sum())
+
+
+def relative_metrics(table: pd.DataFrame) -> set[str]:
+    """Metrics of ``table`` whose control level is positive in every window: their differences are relative."""
+    control = table[table["arm_id"] == CONTROL_ARM_ID]
+    positive = (control["mean"] > 0).groupby(control["metric"]).all()
+    return {str(m) for m, ok in positive.items() if ok}
 
 
 def pool_arms(deltas: pd.DataFrame, decay: np.ndarray) -> pd.DataFrame:
@@ -174,6 +194,7 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
     decay = window_decay(online["window"].to_numpy(), spec.policy.half_life_hours)
     decay_by_window = dict(zip(online["window"].to_numpy(), decay, strict=True))
     pooled = pool_arms(deltas, np.array([decay_by_window[w] for w in deltas["window"]]))
+    relative = relative_metrics(online)
     positions = {a: i for i, a in enumerate(deltas["arm_id"])}  # a row of each arm: its parameter values
     params = deltas[[param_column(n) for n in spec.parameter_names]].to_numpy(float)
     out: dict[str, MetricData] = {}
@@ -183,14 +204,15 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
         if arm_rows.empty:
             continue
         baseline, baseline_se, control_rows = control_baseline(spec, online, metric)
+        unit = baseline if metric in relative else 1.0  # relative differences back to the metric's units
         arm_ids = [CONTROL_ARM_ID, *arm_rows["arm_id"]]
         X = np.stack([to_unit(spec, spec.control)] + [_unit(spec, params, positions[a]) for a in arm_rows["arm_id"]])
-        var = arm_rows["var"].to_numpy(float)
+        var = unit**2 * arm_rows["var"].to_numpy(float)
         out[metric] = MetricData(
             metric=metric,
             arm_ids=arm_ids,
             X=X,
-            delta=np.concatenate([[0.0], arm_rows["delta"].to_numpy(float)]),
+            delta=np.concatenate([[0.0], unit * arm_rows["delta"].to_numpy(float)]),
             var=np.concatenate([[CONTROL_ANCHOR_RATIO * var.min()], var]),
             baseline=baseline,
             baseline_se=baseline_se,

@@ -279,7 +279,8 @@ class HourRecord:
     lists its arms with weights, the members each actually got, whether each truly meets the guardrails, and
     the policy's ``p_feasible`` and ``p_best`` for it (None when its diagnostics have none); ``refit`` is the
     refit job's run record, summarised; ``world_hour`` is the middle of the hour on the world's clock (hours
-    since midnight of the first day); ``risk`` is the served version's ``diagnostics["risk"]`` (None if absent).
+    since midnight of the first day); ``risk`` and ``drift`` are the served version's ``diagnostics["risk"]`` and
+    ``diagnostics["drift"]`` (None if absent).
     """
 
     step: int
@@ -297,11 +298,12 @@ class HourRecord:
     seconds: dict[str, float]
     world_hour: float | None = None
     risk: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {k: getattr(self, k) for k in (
             "step", "time", "hour_of_day", "world_hour", "version", "members", "rows_posted", "outcomes_posted",
-            "arms", "cumulative_regret", "cumulative_relative_regret", "refit", "seconds", "risk")}
+            "arms", "cumulative_regret", "cumulative_relative_regret", "refit", "seconds", "risk", "drift")}
         doc["metrics"] = self.metrics.to_dict()
         return doc
 
@@ -483,6 +485,7 @@ def run_closed_loop(
                         for a, ok in zip(dist.arms, feasible, strict=True)
                     ]
                     risk = (dist.diagnostics or {}).get("risk")
+                    drift = (dist.diagnostics or {}).get("drift")
                     t4 = time.perf_counter()
                     record = refit_experiment(store, namespace, spec.name, now=t_start + HOUR_S, policy=policy,
                                               options=options)
@@ -498,6 +501,7 @@ def run_closed_loop(
                         seconds={"serve": t1 - t0, "simulate": t2 - t1, "observe": t3 - t2, "judge": t4 - t3,
                                  "refit": t5 - t4},
                         world_hour=world_hour, risk=dict(risk) if isinstance(risk, Mapping) else None,
+                        drift=dict(drift) if isinstance(drift, Mapping) else None,
                     )
                     records.append(hour_record)
                     if bar is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesopt.drift import DRIFT_ALPHA, MetricGrid, detect_drift, split_p_value
+from bayesopt.drift import DRIFT_ALPHA, MetricGrid, detect_drift, split_p_value, split_tests
 
 ARMS = [f"a{i}" for i in range(8)]
 
@@ -64,3 +64,21 @@ def test_too_little_data_is_no_alarm(rows: int) -> None:
     frame = windows([np.zeros(len(ARMS))] * rows)
     test = detect_drift(frame)
     assert not test.detected and test.since_window is None and test.p_value == 1.0
+
+
+def test_a_shift_shared_by_every_arm_is_found_by_the_common_statistic() -> None:
+    """32 arms all move by 1.2 sd of their own change (12 windows each side, arm variance 1e-4, control 1e-6):
+    the all-arms chi-square on 32 degrees of freedom has noncentrality 32 * 1.2^2 = 46 (p ~ 1e-5 on average),
+    the common shift, estimated from all 32, is at 1.2 * sqrt(32) = 6.8 sd (p ~ 1e-11): expected six orders of
+    magnitude apart; asserted two apart and below 1e-5 (4.4 sd, 2.4 sd of margin)."""
+    rng = np.random.default_rng(5)
+    step = 1.2 * np.sqrt(1e-4 * (1 / 12 + 1 / 12))
+    rows = []
+    for w in range(24):
+        control_noise = rng.normal(0.0, 1e-3)
+        for a in range(32):
+            effect = 0.01 * a / 32 + (step if w >= 12 else 0.0)
+            rows.append({"window": w, "arm_id": f"a{a}", "metric": "m", "var": 1e-4 + 1e-6, "control_var": 1e-6,
+                         "delta": effect + rng.normal(0.0, 1e-2) - control_noise})
+    test = split_tests(MetricGrid.from_rows(pd.DataFrame(rows)), [12])[0]
+    assert test.p_values["common"] < 1e-5 and test.p_values["common"] < test.p_values["all"] / 100

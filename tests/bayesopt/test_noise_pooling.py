@@ -123,3 +123,29 @@ def test_a_shift_between_windows_drops_the_old_world() -> None:
     assert pooled.drift.detected and pooled.drift.since_window == 3
     assert pooled.metrics["obj"].delta[1] == pytest.approx(1.0, rel=1e-6)
     assert pooled.dropped["windows_before_drift"] == 8  # 2 windows x 2 arms x 2 metrics
+
+
+def test_a_multiplicative_hour_swing_does_not_favour_arms_served_at_quiet_hours() -> None:
+    """Every metric is multiplied by the hour's activity (0.5 at night, 1.5 at peak). Arms "a" (served only at
+    night) and "b" (only at peak) both change the metric by +10% of control, so both pool to +10% of the
+    control baseline (the count-weighted mean over both hours, 1.0). Absolute differences would give a 0.05
+    and b 0.15: a threefold error that more data never removes."""
+    spec = make_spec()
+    rows = []
+    for w, level, arm, x in ((1, 0.5, "a", 0.2), (2, 1.5, "b", 0.8)):
+        for m in ("obj", "guard"):
+            rows += [(w, "control", m, 1e4, level, 1e-6, 0.5, 0.5), (w, arm, m, 1e4, 1.1 * level, 1e-6, x, x)]
+    data = pool(spec, _table(spec, rows)).metrics["obj"]
+    assert data.baseline == pytest.approx(1.0)
+    assert dict(zip(data.arm_ids, data.delta, strict=True)) == {"control": 0.0, "a": pytest.approx(0.1), "b": pytest.approx(0.1)}
+
+
+def test_a_metric_whose_control_level_can_be_zero_keeps_absolute_differences() -> None:
+    """A control level of 0 in one window makes a ratio meaningless: that metric pools plain differences."""
+    spec = make_spec()
+    rows = []
+    for w, level in ((1, 0.0), (2, 2.0)):
+        for m in ("obj", "guard"):
+            rows += [(w, "control", m, 1e4, level, 0.1, 0.5, 0.5), (w, "a", m, 1e4, level + 0.3, 0.1, 0.2, 0.2)]
+    data = pool(spec, _table(spec, rows)).metrics["obj"]
+    assert data.delta[1] == pytest.approx(0.3)

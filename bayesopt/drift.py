@@ -18,6 +18,7 @@ policy forgets the windows before that split and learns the new world from what 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +108,18 @@ class SideSums:
         return SideSums(self.inv_sum + other.inv_sum, self.weighted + other.weighted, self.own + other.own,
                         self.shared + other.shared)
 
+    def aligned(self, have: list[str], arms: list[str]) -> SideSums:
+        """These sums, over the arms ``have``, re-indexed to ``arms``: zeros for arms not in ``have``; arms of
+        ``have`` not in ``arms`` are dropped."""
+        position = {a: i for i, a in enumerate(arms)}
+        keep = np.array([i for i, a in enumerate(have) if a in position], dtype=int)
+        at = np.array([position[have[i]] for i in keep], dtype=int)
+        k = len(arms)
+        inv_sum, weighted, own, shared = np.zeros(k), np.zeros(k), np.zeros(k), np.zeros((k, k))
+        inv_sum[at], weighted[at], own[at] = self.inv_sum[keep], self.weighted[keep], self.own[keep]
+        shared[np.ix_(at, at)] = self.shared[np.ix_(keep, keep)]
+        return SideSums(inv_sum, weighted, own, shared)
+
     def moments(self, arms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pooled differences and their covariance of the ``arms`` (a boolean mask of ``k``), each served here."""
         total = self.inv_sum[arms]
@@ -120,15 +133,17 @@ def split_p_value(grid: MetricGrid, split: int) -> tuple[float, int]:
     return split_p_values(grid, [split])[0]
 
 
-def split_p_values(grid: MetricGrid, splits: list[int]) -> list[tuple[float, int]]:
+def split_p_values(grid: MetricGrid, splits: list[int], earlier: SideSums | None = None) -> list[tuple[float, int]]:
     """The chi-square p-value of "no change at window ``split``" for one metric, and the arms it compared, for
     each of ``splits`` (ascending).
 
     The older side is a running total of :class:`SideSums`: the windows before the first split are summed once,
-    so the cost of many splits does not grow with the history behind them.
+    so the cost of many splits does not grow with the history behind them. ``earlier`` (over ``grid.arms``)
+    starts that total with windows older than the grid's (rolled up, ``bayesopt.rollup``).
     """
     out = []
-    before_sums: SideSums | None = None
+    before_sums: SideSums | None = earlier
+    served_earlier = np.zeros(len(grid.arms), dtype=bool) if earlier is None else earlier.inv_sum > 0
     done = 0  # windows already in before_sums
     for split in splits:
         end = int(np.searchsorted(grid.windows, split))
@@ -136,7 +151,7 @@ def split_p_values(grid: MetricGrid, splits: list[int]) -> list[tuple[float, int
         before_sums = new if before_sums is None else before_sums + new
         done = end
         after = slice(end, None)
-        on_both = np.isfinite(grid.var[:, :end]).any(axis=1) & np.isfinite(grid.var[:, after]).any(axis=1)
+        on_both = (served_earlier | np.isfinite(grid.var[:, :end]).any(axis=1)) & np.isfinite(grid.var[:, after]).any(axis=1)
         k = int(on_both.sum())
         if not k:
             out.append((1.0, 0))
@@ -154,14 +169,19 @@ def split_p_values(grid: MetricGrid, splits: list[int]) -> list[tuple[float, int
     return out
 
 
-def most_likely_split(deltas: pd.DataFrame) -> DriftTest:
-    """One pass: the split with the smallest adjusted p-value over recent splits and metrics of ``deltas``."""
+def most_likely_split(deltas: pd.DataFrame, earlier: Mapping[str, tuple[list[str], SideSums]] | None = None) -> DriftTest:
+    """One pass: the split with the smallest adjusted p-value over recent splits and metrics of ``deltas``.
+
+    ``earlier`` maps a metric to the arms and sums of windows older than ``deltas``' (see :func:`split_p_values`).
+    """
     windows = np.sort(deltas["window"].unique()) if len(deltas) else np.array([], dtype=int)
     splits = [int(w) for w in windows[MIN_WINDOWS_PER_SIDE:len(windows) - MIN_WINDOWS_PER_SIDE + 1]][-MAX_SPLITS:]
     results = []
     for metric, rows in (deltas.groupby("metric", sort=True) if len(deltas) else ()):
         grid = MetricGrid.from_rows(rows)
-        for split, (p, k) in zip(splits, split_p_values(grid, splits), strict=True):
+        older = (earlier or {}).get(str(metric))
+        start = None if older is None else older[1].aligned(older[0], [str(a) for a in grid.arms])
+        for split, (p, k) in zip(splits, split_p_values(grid, splits, start), strict=True):
             if k:
                 results.append((p, -split, str(metric)))  # ties: the later split
     if not results:
@@ -172,13 +192,15 @@ def most_likely_split(deltas: pd.DataFrame) -> DriftTest:
     return DriftTest(adjusted < DRIFT_ALPHA, -neg_split if adjusted < DRIFT_ALPHA else None, adjusted, metric, n)
 
 
-def detect_drift(deltas: pd.DataFrame) -> DriftTest:
+def detect_drift(deltas: pd.DataFrame, earlier: Mapping[str, tuple[list[str], SideSums]] | None = None) -> DriftTest:
     """The start of the current world in ``deltas`` (rows of :func:`bayesopt.pooling.window_deltas`).
 
     The most likely change point is found first; the windows after it are tested again, so a second shift
     after an earlier, larger one is found too. Returns the last detection (or the first pass when none).
+    ``earlier``: per metric, arms and sums of windows rolled up before ``deltas`` (first pass only: a cut lies
+    after them).
     """
-    test = most_likely_split(deltas)
+    test = most_likely_split(deltas, earlier)
     found = test
     while test.detected:
         found = test

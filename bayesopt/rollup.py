@@ -55,16 +55,16 @@ def rollup_key(spec: ExperimentSpec) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def rolled_windows(windows: np.ndarray) -> int | None:
-    """The watermark a roll-up should move to, given the ``n`` distinct windows (with control) still stored
-    as rows, or None while there are at most ``KEEP_WINDOWS + ROLL_EVERY``."""
+def next_watermark(windows: np.ndarray, spare: int = ROLL_EVERY) -> int | None:
+    """The watermark that keeps the newest :data:`KEEP_WINDOWS` of ``windows`` (window numbers with a control
+    row, repeats allowed) as rows, or None while there are at most ``KEEP_WINDOWS + spare`` of them."""
     windows = np.unique(windows)
-    if len(windows) <= KEEP_WINDOWS + ROLL_EVERY:
+    if len(windows) <= KEEP_WINDOWS + spare:
         return None
     return int(windows[-KEEP_WINDOWS])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MetricRollup:
     """One metric's sums over the rolled windows (``k`` arms with pooled sums, ``j`` arms in the drift sums)."""
 
@@ -111,7 +111,7 @@ class MetricRollup:
                    np.asarray(doc["baseline"], float), list(doc["drift_arms"]), drift)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rollup:
     """Sums of the online rows of every window before ``watermark`` (see the module docstring).
 
@@ -121,6 +121,7 @@ class Rollup:
         windows: distinct windows rolled up.
         rows: model-table rows rolled up (online, modelled metrics).
         rows_without_control: of those, arm rows whose window had no control row for the metric.
+        outcomes: outcomes (counts) of every online row rolled up, any metric.
         arm_values: parameter values of every rolled arm.
         metrics: per modelled metric, its sums.
     """
@@ -130,8 +131,12 @@ class Rollup:
     windows: int
     rows: int
     rows_without_control: int
+    outcomes: float = 0.0
     arm_values: dict[str, dict[str, float]] = field(default_factory=dict)
     metrics: dict[str, MetricRollup] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Rollup:
+        return self  # immutable; a model table carries it in ``attrs``, which pandas deep-copies on every operation
 
     @property
     def noise(self) -> dict[str, NoiseSums]:
@@ -147,7 +152,7 @@ class Rollup:
 
     def to_json(self) -> str:
         doc = {"schema_version": SCHEMA_VERSION, "key": self.key, "watermark": self.watermark, "windows": self.windows,
-               "rows": self.rows, "rows_without_control": self.rows_without_control, "arm_values": self.arm_values,
+               "rows": self.rows, "rows_without_control": self.rows_without_control, "outcomes": self.outcomes, "arm_values": self.arm_values,
                "metrics": {m: r.to_dict() for m, r in sorted(self.metrics.items())}}
         return json.dumps(doc, sort_keys=True, allow_nan=False)
 
@@ -158,7 +163,7 @@ class Rollup:
         if doc.get("schema_version") != SCHEMA_VERSION:
             return None
         return cls(doc["key"], int(doc["watermark"]), int(doc["windows"]), int(doc["rows"]),
-                   int(doc["rows_without_control"]), {a: dict(v) for a, v in doc["arm_values"].items()},
+                   int(doc["rows_without_control"]), float(doc["outcomes"]), {a: dict(v) for a, v in doc["arm_values"].items()},
                    {m: MetricRollup.from_dict(r) for m, r in doc["metrics"].items()})
 
 
@@ -174,6 +179,7 @@ def roll_up(spec: ExperimentSpec, table: pd.DataFrame, watermark: int, previous:
     """
     from bayesopt.pooling import modelled_metrics, window_deltas  # pooling reads roll-ups: import late
 
+    moved = table[(table["source"] == "online") & (table["window"] < watermark)]
     online = table[(table["source"] == "online") & table["metric"].isin(modelled_metrics(spec))]
     old, new = online[online["window"] < watermark].reset_index(drop=True), online[online["window"] >= watermark]
     levels = _noise_sums(new)
@@ -205,7 +211,8 @@ def roll_up(spec: ExperimentSpec, table: pd.DataFrame, watermark: int, previous:
     arm_values = {str(a): {p: float(v) for p, v in zip(spec.parameter_names, values, strict=True)}
                   for a, *values in deltas.drop_duplicates("arm_id")[["arm_id", *map(param_column, spec.parameter_names)]]
                   .itertuples(index=False)}
-    rolled = Rollup(rollup_key(spec), watermark, int(old["window"].nunique()), len(old), without_control, arm_values, metrics)
+    rolled = Rollup(rollup_key(spec), watermark, int(moved["window"].nunique()), len(old), without_control,
+                    float(moved["count"].sum()), arm_values, metrics)
     return rolled if previous is None else _combined(previous, rolled, half_life)
 
 
@@ -216,7 +223,7 @@ def _combined(older: Rollup, newer: Rollup, half_life: float | None) -> Rollup:
     for metric, sums in older.metrics.items():
         metrics[metric] = sums.scaled(factor) + metrics[metric] if metric in metrics else sums.scaled(factor)
     return Rollup(newer.key, newer.watermark, older.windows + newer.windows, older.rows + newer.rows,
-                  older.rows_without_control + newer.rows_without_control,
+                  older.rows_without_control + newer.rows_without_control, older.outcomes + newer.outcomes,
                   {**older.arm_values, **newer.arm_values}, metrics)
 
 

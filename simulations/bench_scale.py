@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesopt.rollup import ROLL_EVERY
 from param_store import EmbeddedRedis, ParamStore
 from simulations.bench_refit import FULL, HOUR, T0, History, _refit, bench_spec, write_result
 
@@ -142,19 +143,26 @@ def fit_iterations(store: ParamStore, name: str, warm_from: dict[str, Any] | Non
             steps: list[int] = []
             t = time.perf_counter()
             maximise_likelihood(build_model(data), metric, warm,
-                                optimizer_kwargs={"callback": lambda _params, result: steps.append(result.step)})
+                                optimizer_kwargs={"callback": lambda _params, result, steps=steps: steps.append(result.step)})
             entry[kind] = {"iterations": len(steps), "fit_s": time.perf_counter() - t}
         out[metric] = entry
     return out
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    """Seconds, stage timings and rows of one untimed-role refit (from :func:`_refit`)."""
+    return {"total_s": result["total_s"], "timings": result["timings"], "rows": result["rows"]}
 
 
 def bench_history(url: str, days: int, repeats: int, log) -> dict[str, Any]:
     """Refits after 1 and ``days`` days of hourly windows, cold and warm-started as the hourly job does.
 
     The job passes the model state saved by the previous hour's refit as the warm start; so each day is refitted
-    once an hour before its last window (untimed, cold), that state is kept, the last window is added, and the
-    refit is timed cold and then warm from the kept state (best of ``repeats`` each). The optimiser's iteration
-    counts of both starts come with it (:func:`fit_iterations`).
+    once an hour before its last window (``hour_before``, cold; on the last day it rolls up every window but the
+    newest ``KEEP_WINDOWS``), that state is kept, the last window is added, and the refit is timed cold and then
+    warm from the kept state (best of ``repeats`` each). The optimiser's iteration counts of both starts come
+    with it (:func:`fit_iterations`). Last, a day more of windows and one refit that rolls that day up
+    (``daily_roll_up``: the cost one refit a day pays).
     """
     store = ParamStore.from_url(url, namespace="bench")
     [warm] = _experiments(store, "history-warm-up", 1, seed=8)
@@ -164,11 +172,11 @@ def bench_history(url: str, days: int, repeats: int, log) -> dict[str, Any]:
     out: dict[str, Any] = {"size": {**SIZE, "metrics": 3, "parameters": 6}, "repeats": repeats}
     for label, day in (("day_1", 1), (f"day_{days}", days)):
         history.add_windows(day * 24 - 1 - history.windows)
-        _refit(url, "bench", spec.name, T0 + history.windows * HOUR, 1)  # the refit an hour before
+        before = _refit(url, "bench", spec.name, T0 + history.windows * HOUR, 1)  # the refit an hour before
         hour_before = store.load_model_state(spec.name)
         history.add_windows(1)
         now = T0 + history.windows * HOUR
-        result: dict[str, Any] = {"windows": history.windows}
+        result: dict[str, Any] = {"windows": history.windows, "hour_before": _brief(before)}
         for start, warm_from in (("cold", None), ("warm", hour_before)):
             result[start] = _refit(url, "bench", spec.name, now, repeats, warm_from=warm_from)
         result["rows"], result["peak_rss_mb"] = result["cold"]["rows"], _peak_rss_mb()
@@ -179,6 +187,11 @@ def bench_history(url: str, days: int, repeats: int, log) -> dict[str, Any]:
             f"peak RSS {result['peak_rss_mb']:.0f} MB; iterations cold/warm "
             + ", ".join(f"{m} {e['cold']['iterations']}/{e['warm']['iterations']}"
                         for m, e in result["fit_iterations"].items()))
+    history.add_windows(ROLL_EVERY)  # a day more: the next refit rolls that day up, as one a day does
+    rolling = _refit(url, "bench", spec.name, T0 + history.windows * HOUR, 1, warm_from=store.load_model_state(spec.name))
+    out["daily_roll_up"] = {"windows": history.windows, **_brief(rolling)}
+    log(f"history: the refit that rolls up a day ({history.windows} windows) {rolling['total_s']:.2f} s, "
+        f"load {rolling['timings']['load']:.2f} s")
     first, last = out["day_1"], out[f"day_{days}"]
     for start in ("cold", "warm"):
         out[f"{start}_last_over_first"] = last[start]["total_s"] / first[start]["total_s"]

@@ -118,15 +118,23 @@ def assert_close_pooling(got: PooledData, want: PooledData, *, rtol: float) -> N
         np.testing.assert_allclose(g.delta, w.delta, atol=rtol * float(np.sqrt(w.var.max())))
 
 
-def test_a_changed_half_life_rebuilds_the_roll_up(store: ParamStore) -> None:
+def mean_applies(name: str) -> ExperimentSpec:
+    doc = spec_with(name).to_dict()
+    doc["metrics"] = [{**m, "kind": "mean"} if m["name"] == "applies" else m for m in doc["metrics"]]
+    return ExperimentSpec.from_dict(doc)
+
+
+@pytest.mark.parametrize("changed", [lambda name: spec_with(name, half_life_hours=12.0), mean_applies],
+                         ids=["half-life", "metric-kind"])
+def test_a_spec_change_the_roll_up_depends_on_rebuilds_it(store: ParamStore, changed) -> None:
     spec = spec_with("respecced")
     NoisyHistory(store, spec, ARMS, seed=7).add_windows(WINDOWS)
     assert load_inputs(store, spec.name).rollup.key == rollup_key(spec)
-    changed = spec_with("respecced", half_life_hours=12.0)
-    store.save_spec(changed)
+    new_spec = changed(spec.name)
+    store.save_spec(new_spec)
     inputs = load_inputs(store, spec.name)
-    assert inputs.rollup.key == rollup_key(changed) != rollup_key(spec)
-    assert_same_pooling(pool(changed, inputs.table), rows_pooled(store, spec.name))
+    assert inputs.rollup.key == rollup_key(new_spec) != rollup_key(spec)
+    assert_same_pooling(pool(new_spec, inputs.table), rows_pooled(store, spec.name))
 
 
 def test_a_roll_up_changes_nothing_when_a_batch_landed_since_the_read(store: ParamStore) -> None:

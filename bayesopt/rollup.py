@@ -9,9 +9,9 @@ each modelled metric, a :class:`Rollup` keeps:
   factors out and the sums stay exact as new windows arrive;
 - control's baseline sums ``sum r_w * count * mean``, ``sum r_w * count``, ``sum r_w / var_w`` and its rows;
 - the drift test's sums of the rolled windows (:class:`bayesopt.drift.SideSums`), which start the running total
-  of the older side of every split;
-- the sums the noise floor's pooled level is made of (:class:`bayesopt.noise.NoiseSums`), and every rolled
-  arm's parameter values.
+  of the older side of every split, and each arm's sessions there;
+- the sums the noise floor's pooled level is made of (:class:`bayesopt.noise.NoiseSums`), whether control's
+  level was positive in every rolled window, and every rolled arm's parameter values.
 
 What is not exact: each rolled row's variance is floored with the metric's pooled noise level at the time it
 was rolled up (:func:`bayesopt.noise.row_variances`); later rows move that level, and with it the floor of the
@@ -39,7 +39,7 @@ from bayesopt.noise import NoiseSums, row_variances
 from bayesopt.observation_table import param_column
 from bayesopt.spec import ExperimentSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Windows (with control rows) kept as rows after a roll-up: the drift test's ``MAX_SPLITS`` splits need
 #: ``MAX_SPLITS + MIN_WINDOWS_PER_SIDE`` of them, and a day more is margin.
 KEEP_WINDOWS = MAX_SPLITS + MIN_WINDOWS_PER_SIDE + 23
@@ -76,6 +76,8 @@ class MetricRollup:
     baseline: np.ndarray  # 4: control's sum r * count * mean, sum r * count, sum r / var, rows
     drift_arms: list[str]
     drift: SideSums  # over j = len(drift_arms)
+    drift_sessions: np.ndarray  # j: each drift arm's sessions in the rolled windows
+    control_positive: bool  # control's level was positive in every rolled window
 
     def __add__(self, other: MetricRollup) -> MetricRollup:
         arms = sorted(set(self.arm_ids) | set(other.arm_ids))
@@ -84,19 +86,23 @@ class MetricRollup:
                   for a, b in ((self.weight, other.weight), (self.weighted_delta, other.weighted_delta),
                                (self.rows, other.rows))]
         return MetricRollup(self.noise + other.noise, arms, *pooled, self.baseline + other.baseline, drift_arms,
-                            self.drift.aligned(self.drift_arms, drift_arms) + other.drift.aligned(other.drift_arms, drift_arms))
+                            self.drift.aligned(self.drift_arms, drift_arms) + other.drift.aligned(other.drift_arms, drift_arms),
+                            _aligned(drift_arms, self.drift_arms, self.drift_sessions)
+                            + _aligned(drift_arms, other.drift_arms, other.drift_sessions),
+                            self.control_positive and other.control_positive)
 
     def scaled(self, factor: float) -> MetricRollup:
         """The decayed sums times ``factor`` (moving the watermark: ``r_w`` changes by one factor for all)."""
         baseline = self.baseline * np.array([factor, factor, factor, 1.0])
         return MetricRollup(self.noise, self.arm_ids, self.weight * factor, self.weighted_delta * factor, self.rows,
-                            baseline, self.drift_arms, self.drift)
+                            baseline, self.drift_arms, self.drift, self.drift_sessions, self.control_positive)
 
     def to_dict(self) -> dict[str, Any]:
         d = self.drift
         return {"noise": self.noise.to_list(), "arm_ids": self.arm_ids, "weight": self.weight.tolist(),
                 "weighted_delta": self.weighted_delta.tolist(), "rows": self.rows.tolist(),
                 "baseline": self.baseline.tolist(), "drift_arms": self.drift_arms,
+                "drift_sessions": self.drift_sessions.tolist(), "control_positive": self.control_positive,
                 "drift": {"inv_sum": d.inv_sum.tolist(), "weighted": d.weighted.tolist(), "own": d.own.tolist(),
                           "shared": d.shared.tolist()}}
 
@@ -108,7 +114,8 @@ class MetricRollup:
                          np.asarray(d["own"], float), np.asarray(d["shared"], float).reshape(k, k))
         return cls(NoiseSums(*doc["noise"]), list(doc["arm_ids"]), np.asarray(doc["weight"], float),
                    np.asarray(doc["weighted_delta"], float), np.asarray(doc["rows"], float),
-                   np.asarray(doc["baseline"], float), list(doc["drift_arms"]), drift)
+                   np.asarray(doc["baseline"], float), list(doc["drift_arms"]), drift,
+                   np.asarray(doc["drift_sessions"], float), bool(doc["control_positive"]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,10 +211,13 @@ def roll_up(spec: ExperimentSpec, table: pd.DataFrame, watermark: int, previous:
         if len(rows):
             grid = MetricGrid.from_rows(rows)
             drift_arms, drift = grid.arms, SideSums.of(grid.delta, grid.var, grid.control_var)
+            sessions = rows.groupby("arm_id", sort=True)["count"].sum().reindex(grid.arms).to_numpy(float)
         else:
             drift_arms, drift = [], SideSums(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 0)))
+            sessions = np.zeros(0)
         metrics[metric] = MetricRollup(noise, [str(a) for a in sums.index], sums["w"].to_numpy(), sums["wd"].to_numpy(),
-                                       sums["rows"].to_numpy(), baseline, [str(a) for a in drift_arms], drift)
+                                       sums["rows"].to_numpy(), baseline, [str(a) for a in drift_arms], drift,
+                                       sessions, bool((control["mean"] > 0).all()))
     arm_values = {str(a): {p: float(v) for p, v in zip(spec.parameter_names, values, strict=True)}
                   for a, *values in deltas.drop_duplicates("arm_id")[["arm_id", *map(param_column, spec.parameter_names)]]
                   .itertuples(index=False)}

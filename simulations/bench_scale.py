@@ -180,6 +180,7 @@ def bench_history(url: str, days: int, repeats: int, log) -> dict[str, Any]:
         for start, warm_from in (("cold", None), ("warm", hour_before)):
             result[start] = _refit(url, "bench", spec.name, now, repeats, warm_from=warm_from)
         result["rows"], result["peak_rss_mb"] = result["cold"]["rows"], _peak_rss_mb()
+        result["rollup_bytes"] = len(store.recent_observations(spec.name).rollup or b"")
         result["fit_iterations"] = fit_iterations(store, spec.name, hour_before)
         out[label] = result
         log(f"history: {label} ({history.windows} windows, {result['rows']} rows) refit cold "

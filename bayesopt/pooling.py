@@ -30,7 +30,6 @@ Rows whose window has no control row for the metric cannot be compared and are r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,9 +40,10 @@ from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.drift import DriftTest, detect_drift
 from bayesopt.errors import ModelFitError
 from bayesopt.lattice import to_unit
-from bayesopt.noise import NoiseSums, row_variances
+from bayesopt.noise import row_variances
 from bayesopt.observation_table import param_column
 from bayesopt.spec import ExperimentSpec
+from bayesopt.window_differences import absolute_metrics, modelled_metrics, window_deltas
 
 if TYPE_CHECKING:
     from bayesopt.rollup import Rollup
@@ -92,12 +92,6 @@ class PooledData:
     drift: DriftTest | None = None
 
 
-def modelled_metrics(spec: ExperimentSpec) -> list[str]:
-    """Metrics that objectives or guardrails use, in the spec's metric order."""
-    used = {o.metric for o in spec.objectives} | {g.metric for g in spec.guardrails}
-    return [m for m in spec.metric_names if m in used]
-
-
 def window_decay(windows: np.ndarray, half_life_hours: float | None) -> np.ndarray:
     """Decay factors ``0.5 ** (age / half_life)`` for ``n`` window numbers (all ones without a half-life)."""
     windows = np.asarray(windows, dtype=float)
@@ -105,45 +99,6 @@ def window_decay(windows: np.ndarray, half_life_hours: float | None) -> np.ndarr
         return np.ones(len(windows))
     age = windows.max() - windows
     return 0.5 ** (age / half_life_hours)
-
-
-def window_deltas(spec: ExperimentSpec, table: pd.DataFrame, prior: Mapping[str, NoiseSums] | None = None,
-                  absolute: set[str] | None = None) -> tuple[pd.DataFrame, int]:
-    """Per-window differences from control, one row per (window, arm, metric).
-
-    Args:
-        spec: the experiment (metric kinds for the noise floor).
-        table: online rows of the observation table.
-        prior: per metric, noise sums of rolled-up rows (they count towards the noise floor's pooled level).
-        absolute: metrics whose differences stay absolute (default: :func:`absolute_metrics` of ``table``).
-
-    Returns:
-        A frame with columns ``window, arm_id, metric, delta, var, control_var, count, x.<param>...`` (control rows
-        excluded; ``var`` includes ``control_var``, the control row's share of it; all three relative to the
-        window's control level for the metrics not in ``absolute``) and the
-        number of arm rows dropped because their window had no control row for that metric.
-    """
-    rows = table.assign(var=row_variances(spec, table, prior))
-    is_control = rows["arm_id"] == CONTROL_ARM_ID
-    control = rows.loc[is_control, ["window", "metric", "mean", "var"]]
-    control = control.rename(columns={"mean": "control_mean", "var": "control_var"})
-    arms = rows.loc[~is_control].merge(control, on=["window", "metric"], how="left")
-    missing = arms["control_mean"].isna()
-    arms = arms.loc[~missing]
-    level = arms["control_mean"].to_numpy(float)
-    absolute = absolute_metrics(table) if absolute is None else absolute
-    level = np.where(arms["metric"].isin(absolute).to_numpy(), 1.0, level)
-    out = arms.assign(delta=(arms["mean"] - arms["control_mean"]) / level,
-                      var=(arms["var"] + arms["control_var"]) / level**2, control_var=arms["control_var"] / level**2)
-    keep = ["window", "arm_id", "metric", "delta", "var", "control_var", "count"] + [param_column(n) for n in spec.parameter_names]
-    return out[keep].reset_index(drop=True), int(missing.sum())
-
-
-def absolute_metrics(table: pd.DataFrame, rolled: Rollup | None = None) -> set[str]:
-    """Metrics whose differences stay absolute: control's level is not positive in some window of ``table``,
-    or ``rolled`` summed them absolute (:attr:`bayesopt.rollup.MetricRollup.relative`). The others are relative."""
-    control = table[(table["arm_id"] == CONTROL_ARM_ID) & ~(table["mean"] > 0)]
-    return {str(m) for m in control["metric"].unique()} | (rolled.absolute_metrics if rolled is not None else set())
 
 
 def pool_arms(deltas: pd.DataFrame, decay: np.ndarray, rolled: Rollup | None = None, rolled_decay: float = 1.0) -> pd.DataFrame:
@@ -210,7 +165,7 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame, rolled: Rollup | None = None
         return PooledData({}, 0, dropped)
     online = online[online["metric"].isin(modelled_metrics(spec))].reset_index(drop=True)
     check_finite(online)
-    absolute = absolute_metrics(online, rolled)  # the roll-up's sums are relative for exactly the others
+    absolute = absolute_metrics(online, rolled.absolute_metrics if rolled else frozenset())  # the roll-up's sums are relative for exactly the others
     deltas, dropped["rows_without_control"] = window_deltas(spec, online, None if rolled is None else rolled.noise, absolute)
     drift = detect_drift(deltas, None if rolled is None else rolled.drift_sums())
     if rolled is not None:

@@ -13,7 +13,7 @@ each modelled metric, a :class:`Rollup` keeps:
   of the older side of every split, and each arm's sessions there;
 - the sums the noise floor's pooled level is made of (:class:`bayesopt.noise.NoiseSums`), whether the
   differences are relative (control's level was positive in every window of the rows rolled from, rolled or
-  kept: :func:`bayesopt.pooling.absolute_metrics`), and every rolled arm's parameter values.
+  kept: :func:`bayesopt.window_differences.absolute_metrics`), and every rolled arm's parameter values.
 
 What is not exact: each rolled row's variance is floored with the metric's pooled noise level at the time it
 was rolled up (:func:`bayesopt.noise.row_variances`); later rows move that level, and with it the floor of the
@@ -43,6 +43,7 @@ from bayesopt.drift import MAX_SPLITS, MIN_WINDOWS_PER_SIDE, EarlierWindows, Met
 from bayesopt.noise import NoiseSums, row_variances
 from bayesopt.observation_table import param_column
 from bayesopt.spec import ExperimentSpec
+from bayesopt.window_differences import absolute_metrics, modelled_metrics, window_deltas
 
 SCHEMA_VERSION = 3  # 3: differences relative to control's level
 #: Windows (with control rows) kept as rows after a roll-up: the drift test's ``MAX_SPLITS`` splits need
@@ -198,8 +199,6 @@ def roll_up(spec: ExperimentSpec, table: pd.DataFrame, watermark: int, previous:
         ValueError: ``table`` has a control level that is not positive for a metric ``previous`` summed as
             relative (a stale roll-up: ``jobs.load`` rebuilds those from the rows).
     """
-    # pooling reads roll-ups: import late
-    from bayesopt.pooling import absolute_metrics, modelled_metrics, window_deltas
 
     moved = table[(table["source"] == "online") & (table["window"] < watermark)]
     online = table[(table["source"] == "online") & table["metric"].isin(modelled_metrics(spec))]
@@ -208,7 +207,7 @@ def roll_up(spec: ExperimentSpec, table: pd.DataFrame, watermark: int, previous:
     for metric, sums in (previous.noise if previous else {}).items():
         levels[metric] = levels[metric] + sums if metric in levels else sums
     old_var = row_variances(spec, old, levels)
-    absolute = absolute_metrics(online, previous)  # over every row, as pooling decides it
+    absolute = absolute_metrics(online, previous.absolute_metrics if previous else frozenset())  # as pooling decides it
     turned = [] if previous is None else sorted((absolute & set(previous.metrics)) - previous.absolute_metrics)
     if turned:
         raise ValueError(f"roll-up: control's level of {', '.join(turned)} is no longer positive in every window; "

@@ -57,6 +57,9 @@ DISCREPANCY_SCALE_PRIOR = (1.5, 6.0)
 FIT_SIMULATOR_POINTS = 120
 #: L-BFGS steps per fit; a warm start converges in a fraction of them.
 MAX_FIT_STEPS = 150
+#: Largest share of an online arm's variance attributed to the control noise it shares with the other arms
+#: (several windows make the shared part only approximately the pooled control's; see :func:`shared_control_sd`).
+MAX_SHARED_NOISE_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -126,29 +129,59 @@ def farthest_points(X: np.ndarray, m: int) -> np.ndarray:
 
 
 class TaskCovariance(Kernel):
-    """``k((x, i), (x', j)) = k_x(x, x') B_ij + k_delta(x, x') [i = j = online]`` over ``(d + 1)``-column inputs.
+    """The multi-task prior plus the control noise the online arms share, over ``(d + 2)``-column inputs
+    ``(x, c, task)``:
+
+        k((x, c, i), (x', c', j)) = k_x(x, x') B_ij + k_delta(x, x') [i = j = online] + c c' / s^2
 
     ``B`` is the index kernel's ``2 x 2`` task covariance; ``k_delta`` is the online task's own discrepancy
     from the simulator, with its own lengthscales and scale, so that a simulator whose shape is partly wrong
     (or rougher than online) neither drags the shared lengthscales down nor makes the online task look
-    fully explained. Evaluated as dense matrices: GPyTorch's lazy product with an index kernel goes through
-    sparse interpolation, about ten times slower per step at a few hundred points.
+    fully explained. ``c`` is the standard deviation of the control-arm noise in an online arm's effect (every
+    effect is an arm's mean minus the same control mean, so their errors share ``-e_control``); it is 0 for
+    control's own anchor, simulator points and every point predicted, so the last term is noise of the
+    observations (correlated across arms), never part of the function; ``s`` is the online task's
+    standardisation scale. Without it the model takes the control's error for signal: once the simulator
+    narrows the posterior below the control's standard error, that error shifts every prediction at once.
+    Evaluated as dense matrices: GPyTorch's lazy product with an index kernel goes through sparse
+    interpolation, about ten times slower per step at a few hundred points.
     """
 
-    def __init__(self, spatial: Kernel, task: Kernel, discrepancy: Kernel) -> None:
+    def __init__(self, spatial: Kernel, task: Kernel, discrepancy: Kernel, online_scale: torch.Tensor) -> None:
         super().__init__()
         self.spatial, self.task, self.discrepancy = spatial, task, discrepancy
+        self.register_buffer("online_scale", online_scale.detach().clone())
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: Any) -> torch.Tensor:
         t1, t2 = x1[..., -1].long(), x2[..., -1].long()  # n1, n2
+        c1, c2 = x1[..., -2] / self.online_scale, x2[..., -2] / self.online_scale  # n1, n2
         B = self.task.covar_matrix  # 2 x 2
         on1, on2 = (t1 == TARGET_TASK).to(x1.dtype), (t2 == TARGET_TASK).to(x2.dtype)
         if diag:
             kx = self.spatial(x1, x2, diag=True)
-            return kx * B[t1, t2] + self.discrepancy(x1, x2, diag=True) * on1 * on2
+            return kx * B[t1, t2] + self.discrepancy(x1, x2, diag=True) * on1 * on2 + c1 * c2
         kx = self.spatial(x1, x2).to_dense()  # n1 x n2
         kd = self.discrepancy(x1, x2).to_dense()
-        return kx * B[t1.unsqueeze(-1), t2.unsqueeze(-2)] + kd * (on1.unsqueeze(-1) * on2.unsqueeze(-2))
+        return (kx * B[t1.unsqueeze(-1), t2.unsqueeze(-2)] + kd * (on1.unsqueeze(-1) * on2.unsqueeze(-2))
+                + c1.unsqueeze(-1) * c2.unsqueeze(-2))
+
+
+def model_inputs(X: torch.Tensor, task: int = TARGET_TASK) -> torch.Tensor:
+    """``N x d`` points as the multi-task model's ``N x (d + 2)`` inputs for predicting ``task`` (no shared noise)."""
+    zeros = torch.zeros((*X.shape[:-1], 1), dtype=X.dtype, device=X.device)
+    return torch.cat([X, zeros, zeros + float(task)], dim=-1)
+
+
+def shared_control_sd(online: MetricData) -> np.ndarray:
+    """``k`` standard deviations of the control noise in each online effect (0 for control's anchor).
+
+    In one window an arm's effect variance is its own plus the control row's, ``baseline_se^2``, shared by every
+    arm. Over several windows the shared part is a weighted sum of each window's control error; the pooled
+    control's variance stands in for it, capped at :data:`MAX_SHARED_NOISE_SHARE` of the arm's variance.
+    """
+    shared = np.minimum(online.baseline_se**2, MAX_SHARED_NOISE_SHARE * online.var) if np.isfinite(online.baseline_se) else np.zeros_like(online.var)
+    shared[0] = 0.0
+    return np.sqrt(shared)
 
 
 class TargetTaskModel:
@@ -161,12 +194,8 @@ class TargetTaskModel:
     def __init__(self, model: MultiTaskGP, simulator: SimulatorData) -> None:
         self.model, self.simulator = model, simulator
 
-    def with_task(self, X: torch.Tensor, task: int = TARGET_TASK) -> torch.Tensor:
-        """``N x d`` inputs with the task column appended: ``N x (d + 1)``."""
-        return torch.cat([X, torch.full((*X.shape[:-1], 1), float(task), dtype=X.dtype, device=X.device)], dim=-1)
-
     def posterior(self, X: torch.Tensor, task: int = TARGET_TASK) -> Any:
-        return self.model.posterior(self.with_task(X, task))
+        return self.model.posterior(model_inputs(X, task))
 
     def spatial_kernel(self) -> Kernel:
         return self.model.covar_module.spatial.base_kernel
@@ -183,26 +212,30 @@ class TargetTaskModel:
 
 
 def build_multitask(online: MetricData, simulator: SimulatorData) -> MultiTaskGP:
-    """An unfitted ``MultiTaskGP`` on ``k`` online effects (task 0) and ``p`` simulator levels (task 1)."""
+    """An unfitted ``MultiTaskGP`` on ``k`` online effects (task 0) and ``p`` simulator levels (task 1); inputs
+    ``(x, shared control noise sd, task)`` (:class:`TaskCovariance`)."""
     X_on, X_sim = as_tensor(online.X), as_tensor(simulator.X)
     d = X_on.shape[-1]
-    X = torch.cat([torch.cat([X_on, torch.zeros_like(X_on[:, :1])], -1),
-                   torch.cat([X_sim, torch.ones_like(X_sim[:, :1])], -1)])  # (k + p) x (d + 1)
+    shared = as_tensor(shared_control_sd(online))  # k
+    X = torch.cat([torch.cat([X_on, shared.unsqueeze(-1), torch.zeros_like(X_on[:, :1])], -1),
+                   model_inputs(X_sim, SIMULATOR_TASK)])  # (k + p) x (d + 2)
     Y_on, Y_sim = as_tensor(online.delta).unsqueeze(-1), as_tensor(simulator.y).unsqueeze(-1)
-    Yvar = torch.cat([as_tensor(online.var).unsqueeze(-1).clamp_min(min_known_noise(Y_on)),
+    own_var = as_tensor(online.var).unsqueeze(-1) - shared.unsqueeze(-1) ** 2
+    Yvar = torch.cat([own_var.clamp_min(min_known_noise(Y_on)),
                       as_tensor(simulator.var).unsqueeze(-1).clamp_min(min_known_noise(Y_sim))])
     if not (torch.isfinite(X).all() and torch.isfinite(Y_sim).all() and torch.isfinite(Yvar).all()):
         raise ModelFitError(f"metric {online.metric!r}: non-finite simulator inputs, levels or variances")
+    spatial_dims = list(range(d))
     covar = ScaleKernel(get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False),
-                        outputscale_prior=GammaPrior(*OUTPUTSCALE_PRIOR))
+                        outputscale_prior=GammaPrior(*OUTPUTSCALE_PRIOR), active_dims=spatial_dims)
     tasks = torch.tensor([TARGET_TASK, SIMULATOR_TASK], device=X.device)
-    model = MultiTaskGP(X, torch.cat([Y_on, Y_sim]), task_feature=d, train_Yvar=Yvar, covar_module=covar,
+    model = MultiTaskGP(X, torch.cat([Y_on, Y_sim]), task_feature=d + 1, train_Yvar=Yvar, covar_module=covar,
                         task_covar_prior=None, output_tasks=[TARGET_TASK], all_tasks=tasks.tolist(),
-                        outcome_transform=StratifiedStandardize(stratification_idx=d, all_task_values=tasks, dtype=X.dtype))
-    discrepancy = ScaleKernel(get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False, active_dims=list(range(d))),
+                        outcome_transform=StratifiedStandardize(stratification_idx=d + 1, all_task_values=tasks, dtype=X.dtype))
+    discrepancy = ScaleKernel(get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False, active_dims=spatial_dims),
                               outputscale_prior=GammaPrior(*DISCREPANCY_SCALE_PRIOR))
     spatial, task = model.covar_module.kernels
-    model.covar_module = TaskCovariance(spatial, task, discrepancy)
+    model.covar_module = TaskCovariance(spatial, task, discrepancy, model.outcome_transform.stdvs.reshape(-1)[TARGET_TASK])
     return model.to(X)
 
 

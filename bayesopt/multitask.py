@@ -2,13 +2,15 @@
 
 Glossary: ``k`` online arms (control first), ``p`` simulator points after summarising, ``d`` parameters.
 
-The model is BoTorch's ``MultiTaskGP`` over ``(x, task)`` (task 0 online, task 1 simulator): a Matérn-5/2 ARD
-kernel on ``x`` times an index kernel on the task (a ``2 x 2`` task covariance whose off-diagonal, over the
-diagonal's geometric mean, is the learned online-simulator correlation), known noise on every point
-(``train_Yvar``), and outputs standardised **per task** (``StratifiedStandardize``), so that a simulator that is
-shifted or scaled against online costs nothing: only the shape of its response is shared. The online task
-models the same thing the single-task GP does, the pooled effect relative to control; the simulator task models
-the simulated level (its offset is absorbed by its own standardisation).
+The model is BoTorch's ``MultiTaskGP`` over ``(x, c, task)`` (task 0 online, task 1 simulator; ``c`` an online
+arm's share of the control noise): a Matérn-5/2 ARD kernel on ``x`` times an index kernel on the task (a
+``2 x 2`` task covariance whose off-diagonal, over the diagonal's geometric mean, is the learned
+online-simulator correlation), plus the online task's own discrepancy kernel, its slope on the simulator's
+fitted shape integrated out, and the control noise the online effects share (:class:`TaskCovariance`); known
+noise on every point (``train_Yvar``), and outputs standardised **per task** (``StratifiedStandardize``), so
+that a simulator that is shifted or scaled against online costs nothing: only the shape of its response is
+shared. The online task models the same thing the single-task GP does, the pooled effect relative to control;
+the simulator task models the simulated level (its offset is absorbed by its own standardisation).
 
 Fitting is kept fast by three things (docs/modelling.md has the measurements):
 

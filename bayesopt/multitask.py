@@ -53,10 +53,9 @@ TARGET_TASK, SIMULATOR_TASK = 0, 1
 #: Simulator points kept after summarising: a few hundred lose nothing against thousands (docs/modelling.md),
 #: and keep the ``(k + p)`` Cholesky of every fit step well inside exact linear algebra.
 MAX_SIMULATOR_POINTS = 300
-#: Gamma prior on the online discrepancy's variance (standardised units): mean 0.5, half the online signal,
-#: with mass from ~0.02 up to 2, so the data decide how much of online the simulator explains; a mean of 0.25
-#: left 20 arms too sure of a rough discrepancy (biased simulator's coverage 0.88, docs/modelling.md).
-DISCREPANCY_SCALE_PRIOR = (1.5, 3.0)
+#: Gamma prior on the online discrepancy's variance (standardised units): mean 0.25, a quarter of the online
+#: signal, with mass from ~0.01 up to 1, so the data decide how much of online the simulator explains.
+DISCREPANCY_SCALE_PRIOR = (1.5, 6.0)
 #: Simulator points the hyperparameters are fitted on (the model is then conditioned on all the summary's).
 FIT_SIMULATOR_POINTS = 120
 #: L-BFGS steps per fit; a warm start converges in a fraction of them.

@@ -29,7 +29,9 @@ learns the new world from what came after.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -128,6 +130,18 @@ class SideSums:
         return SideSums(self.inv_sum + other.inv_sum, self.weighted + other.weighted, self.own + other.own,
                         self.shared + other.shared)
 
+    def aligned(self, have: list[str], arms: list[str]) -> SideSums:
+        """These sums, over the arms ``have``, re-indexed to ``arms``: zeros for arms not in ``have``; arms of
+        ``have`` not in ``arms`` are dropped."""
+        position = {a: i for i, a in enumerate(arms)}
+        keep = np.array([i for i, a in enumerate(have) if a in position], dtype=int)
+        at = np.array([position[have[i]] for i in keep], dtype=int)
+        k = len(arms)
+        inv_sum, weighted, own, shared = np.zeros(k), np.zeros(k), np.zeros(k), np.zeros((k, k))
+        inv_sum[at], weighted[at], own[at] = self.inv_sum[keep], self.weighted[keep], self.own[keep]
+        shared[np.ix_(at, at)] = self.shared[np.ix_(keep, keep)]
+        return SideSums(inv_sum, weighted, own, shared)
+
     def moments(self, arms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pooled differences and their covariance of the ``arms`` (a boolean mask of ``k``), each served here."""
         total = self.inv_sum[arms]
@@ -141,9 +155,9 @@ def split_p_value(grid: MetricGrid, split: int) -> tuple[float, int]:
     return split_p_values(grid, [split])[0]
 
 
-def split_p_values(grid: MetricGrid, splits: list[int]) -> list[tuple[float, int]]:
+def split_p_values(grid: MetricGrid, splits: list[int], earlier: EarlierWindows | None = None) -> list[tuple[float, int]]:
     """The all-arms chi-square p-value and the arms compared, for each of ``splits`` (ascending)."""
-    return [(t.p_values.get("all", 1.0), t.arms) for t in split_tests(grid, splits)]
+    return [(t.p_values.get("all", 1.0), t.arms) for t in split_tests(grid, splits, earlier)]
 
 
 @dataclass(frozen=True)
@@ -156,23 +170,40 @@ class SplitTest:
     arms: int
 
 
-def split_tests(grid: MetricGrid, splits: list[int]) -> list[SplitTest]:
+class EarlierWindows(NamedTuple):
+    """Windows older than a grid's, summed (rolled up, ``bayesopt.rollup``): over ``arms`` (``j``), the older
+    side's :class:`SideSums` and each arm's sessions (``j``)."""
+
+    arms: list[str]
+    sums: SideSums
+    sessions: np.ndarray
+
+    def aligned(self, arms: list[str]) -> EarlierWindows:
+        """The same windows over ``arms``: zeros for arms not served in them."""
+        position = {a: i for i, a in enumerate(self.arms)}
+        sessions = np.array([self.sessions[position[a]] if a in position else 0.0 for a in arms], dtype=float)
+        return EarlierWindows(list(arms), self.sums.aligned(self.arms, list(arms)), sessions)
+
+
+def split_tests(grid: MetricGrid, splits: list[int], earlier: EarlierWindows | None = None) -> list[SplitTest]:
     """The module docstring's statistics for one metric at each of ``splits`` (ascending).
 
     The older side is a running total of :class:`SideSums`: the windows before the first split are summed once,
-    so the cost of many splits does not grow with the history behind them.
+    so the cost of many splits does not grow with the history behind them. ``earlier`` (over ``grid.arms``)
+    starts that total, and each arm's sessions before every split, with windows older than the grid's.
     """
     out = []
-    before_sums: SideSums | None = None
+    before_sums: SideSums | None = None if earlier is None else earlier.sums
     done = 0  # windows already in before_sums
-    sessions = np.cumsum(grid.count, axis=1)  # k x w
+    rolled = np.zeros(len(grid.arms)) if earlier is None else earlier.sessions  # k
+    sessions = rolled[:, None] + np.cumsum(grid.count, axis=1)  # k x w, up to and including each window
     for split in splits:
         end = int(np.searchsorted(grid.windows, split))
         new = SideSums.of(grid.delta[:, done:end], grid.var[:, done:end], grid.control_var[done:end])
         before_sums = new if before_sums is None else before_sums + new
         done = end
         after = slice(end, None)
-        before_n = sessions[:, end - 1] if end else np.zeros(len(grid.arms))
+        before_n = sessions[:, end - 1] if end else rolled
         on_both = (before_n >= MIN_SESSIONS_PER_SIDE) & (sessions[:, -1] - before_n >= MIN_SESSIONS_PER_SIDE)
         k = int(on_both.sum())
         if not k:
@@ -203,14 +234,19 @@ def change_p_values(d: np.ndarray, C: np.ndarray) -> dict[str, float]:
     return p
 
 
-def most_likely_split(deltas: pd.DataFrame) -> DriftTest:
-    """One pass: the split with the smallest adjusted p-value over recent splits, metrics and statistics of ``deltas``."""
+def most_likely_split(deltas: pd.DataFrame, earlier: Mapping[str, EarlierWindows] | None = None) -> DriftTest:
+    """One pass: the split with the smallest adjusted p-value over recent splits, metrics and statistics of ``deltas``.
+
+    ``earlier`` maps a metric to the windows older than ``deltas``' (see :func:`split_tests`).
+    """
     windows = np.sort(deltas["window"].unique()) if len(deltas) else np.array([], dtype=int)
     splits = [int(w) for w in windows[MIN_WINDOWS_PER_SIDE:len(windows) - MIN_WINDOWS_PER_SIDE + 1]][-MAX_SPLITS:]
     results = []
     for metric, rows in (deltas.groupby("metric", sort=True) if len(deltas) else ()):
         grid = MetricGrid.from_rows(rows)
-        for split, test in zip(splits, split_tests(grid, splits), strict=True):
+        older = (earlier or {}).get(str(metric))
+        start = None if older is None else older.aligned([str(a) for a in grid.arms])
+        for split, test in zip(splits, split_tests(grid, splits, start), strict=True):
             results += [(p, -split, str(metric)) for p in test.p_values.values()]  # ties: the later split
     if not results:
         return DriftTest(False, None, 1.0, None, 0)
@@ -220,13 +256,14 @@ def most_likely_split(deltas: pd.DataFrame) -> DriftTest:
     return DriftTest(adjusted < DRIFT_ALPHA, -neg_split if adjusted < DRIFT_ALPHA else None, adjusted, metric, n)
 
 
-def detect_drift(deltas: pd.DataFrame) -> DriftTest:
+def detect_drift(deltas: pd.DataFrame, earlier: Mapping[str, EarlierWindows] | None = None) -> DriftTest:
     """The start of the current world in ``deltas`` (rows of :func:`bayesopt.pooling.window_deltas`).
 
     The most likely change point is found first; the windows after it are tested again, so a second shift
     after an earlier, larger one is found too. Returns the last detection (or the first pass when none).
+    ``earlier``: per metric, the windows rolled up before ``deltas`` (first pass only: a cut lies after them).
     """
-    test = most_likely_split(deltas)
+    test = most_likely_split(deltas, earlier)
     found = test
     while test.detected:
         found = test

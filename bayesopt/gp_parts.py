@@ -18,6 +18,7 @@ from botorch.models import SingleTaskGP
 from gpytorch.kernels import Kernel
 
 from bayesopt.multitask import TARGET_TASK, TargetTaskModel
+from bayesopt.multitask import model_inputs as multitask_inputs
 
 #: A metric's fitted model: online-only, or the online task of a multi-task model.
 MetricModel = SingleTaskGP | TargetTaskModel
@@ -28,13 +29,13 @@ class GPParts:
     """A fitted exact GP in standardised units.
 
     Attributes:
-        kernel: the prior covariance over the model's ``d'`` inputs (``d``, or ``d + 1`` with a task column).
+        kernel: the prior covariance over the model's ``d'`` inputs (``d``, or ``d + 2`` for a multi-task model).
         train_X: ``n x d'`` training inputs.
         targets: ``n`` standardised training targets; ``prior_mean``: their ``n`` prior means.
         noise: ``n`` known noise variances, standardised.
         target_mean: the prior mean of the target (online) function at any input, standardised.
         scale, shift: the target's standardisation (original = standardised * scale + shift).
-        task_column: candidates need the target task's column appended (:func:`model_inputs`).
+        task_column: candidates need the multi-task model's columns appended (:func:`model_inputs`).
         target_rows: ``n`` booleans, True for the online training points.
     """
 
@@ -83,10 +84,8 @@ def _multitask_parts(target: TargetTaskModel) -> GPParts:
 
 
 def model_inputs(parts: GPParts, X: torch.Tensor) -> torch.Tensor:
-    """``N x d`` candidates as the model's ``N x d'`` inputs (the online task's column appended if needed)."""
-    if not parts.task_column:
-        return X
-    return torch.cat([X, torch.zeros(*X.shape[:-1], 1, dtype=X.dtype, device=X.device)], dim=-1)
+    """``N x d`` candidates as the model's ``N x d'`` inputs (the online task's columns appended if needed)."""
+    return multitask_inputs(X, TARGET_TASK) if parts.task_column else X
 
 
 def lengthscales(model: MetricModel) -> list[float]:

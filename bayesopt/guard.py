@@ -9,8 +9,11 @@ For an exact GP with known noise and fixed hyperparameters, leaving training poi
 known) is predicted from all other points, simulator points included for the multi-task model, in original
 units, so both models are judged on the same numbers: the mean log predictive density, the RMSE and the share
 of arms inside their 95% interval. The multi-task model is used only when its learned correlation is at least
-:data:`MIN_CORRELATION` and it predicts the held-out online arms better on log-likelihood and no worse on RMSE;
-a correlated simulator that is shifted or scaled is no penalty (per-task standardisation absorbs both), but one whose shape misleads predicts held-out arms worse.
+:data:`MIN_CORRELATION` and it predicts the held-out online arms better on log-likelihood, a proper score that
+charges both error and over- or under-confidence (the RMSE of some 20 held-out arms alone is too noisy to veto
+on: requiring it as well refused a moderately biased simulator for a third of the metrics where the
+multi-task model was the better one, docs/modelling.md); a correlated simulator that is shifted or scaled is
+no penalty (per-task standardisation absorbs both), but one whose shape misleads predicts held-out arms worse.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def loo_score(model: MetricModel) -> CVScore:
 
 def decide(online: CVScore, multitask: CVScore, correlation: float) -> GuardDecision:
     """Use the multi-task model only if the simulator is correlated with online (``correlation``, learned) and
-    the model predicts held-out online arms better on log-likelihood and no worse on RMSE."""
+    the model predicts held-out online arms better on log-likelihood."""
     if online.arms < MIN_GUARD_ARMS:
         reason = f"only {online.arms} online arms besides control; at least {MIN_GUARD_ARMS} are needed to check the simulator"
         return GuardDecision(False, reason, online, multitask)
@@ -83,13 +86,8 @@ def decide(online: CVScore, multitask: CVScore, correlation: float) -> GuardDeci
         reason = (f"learned online-simulator correlation {correlation:.2f} is below {MIN_CORRELATION}: the simulator "
                   f"says little about online, and the online-only model is the simpler one")
         return GuardDecision(False, reason, online, multitask)
+    scores = (f"log-likelihood {multitask.log_likelihood:.3g} against online-only {online.log_likelihood:.3g} "
+              f"(RMSE {multitask.rmse:.3g} against {online.rmse:.3g})")
     if not multitask.log_likelihood > online.log_likelihood:
-        reason = (f"multi-task predicts held-out online arms worse: log-likelihood {multitask.log_likelihood:.3g} "
-                  f"<= online-only {online.log_likelihood:.3g}")
-        return GuardDecision(False, reason, online, multitask)
-    if not multitask.rmse <= online.rmse:
-        reason = f"multi-task predicts held-out online arms worse: RMSE {multitask.rmse:.3g} > online-only {online.rmse:.3g}"
-        return GuardDecision(False, reason, online, multitask)
-    reason = (f"multi-task predicts held-out online arms better: log-likelihood {multitask.log_likelihood:.3g} > "
-              f"{online.log_likelihood:.3g}, RMSE {multitask.rmse:.3g} <= {online.rmse:.3g}")
-    return GuardDecision(True, reason, online, multitask)
+        return GuardDecision(False, f"multi-task predicts held-out online arms worse: {scores}", online, multitask)
+    return GuardDecision(True, f"multi-task predicts held-out online arms better: {scores}", online, multitask)

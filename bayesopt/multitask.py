@@ -2,13 +2,15 @@
 
 Glossary: ``k`` online arms (control first), ``p`` simulator points after summarising, ``d`` parameters.
 
-The model is BoTorch's ``MultiTaskGP`` over ``(x, task)`` (task 0 online, task 1 simulator): a Matérn-5/2 ARD
-kernel on ``x`` times an index kernel on the task (a ``2 x 2`` task covariance whose off-diagonal, over the
-diagonal's geometric mean, is the learned online-simulator correlation), known noise on every point
-(``train_Yvar``), and outputs standardised **per task** (``StratifiedStandardize``), so that a simulator that is
-shifted or scaled against online costs nothing: only the shape of its response is shared. The online task
-models the same thing the single-task GP does, the pooled effect relative to control; the simulator task models
-the simulated level (its offset is absorbed by its own standardisation).
+The model is BoTorch's ``MultiTaskGP`` over ``(x, c, task)`` (task 0 online, task 1 simulator; ``c`` an online
+arm's share of the control noise): a Matérn-5/2 ARD kernel on ``x`` times an index kernel on the task (a
+``2 x 2`` task covariance whose off-diagonal, over the diagonal's geometric mean, is the learned
+online-simulator correlation), plus the online task's own discrepancy kernel, its slope on the simulator's
+fitted shape integrated out, and the control noise the online effects share (:class:`TaskCovariance`); known
+noise on every point (``train_Yvar``), and outputs standardised **per task** (``StratifiedStandardize``), so
+that a simulator that is shifted or scaled against online costs nothing: only the shape of its response is
+shared. The online task models the same thing the single-task GP does, the pooled effect relative to control;
+the simulator task models the simulated level (its offset is absorbed by its own standardisation).
 
 Fitting is kept fast by three things (docs/modelling.md has the measurements):
 
@@ -36,6 +38,7 @@ from botorch.models.transforms.outcome import StratifiedStandardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.kernels import Kernel, ScaleKernel
 from gpytorch.priors import GammaPrior
+from linear_operator.utils.cholesky import psd_safe_cholesky
 
 from bayesopt.device import as_tensor, to_numpy
 from bayesopt.errors import ModelFitError
@@ -57,6 +60,12 @@ DISCREPANCY_SCALE_PRIOR = (1.5, 6.0)
 FIT_SIMULATOR_POINTS = 120
 #: L-BFGS steps per fit; a warm start converges in a fraction of them.
 MAX_FIT_STEPS = 150
+#: Largest share of an online arm's variance attributed to the control noise it shares with the other arms
+#: (several windows make the shared part only approximately the pooled control's; see :func:`shared_control_sd`).
+MAX_SHARED_NOISE_SHARE = 0.9
+#: Prior variance of the online task's slope on the simulator's fitted shape around the fitted slope
+#: (standardised units; 1 is as large as the slope itself), so the online arms decide how sure it is.
+SLOPE_PRIOR_VARIANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,29 +135,85 @@ def farthest_points(X: np.ndarray, m: int) -> np.ndarray:
 
 
 class TaskCovariance(Kernel):
-    """``k((x, i), (x', j)) = k_x(x, x') B_ij + k_delta(x, x') [i = j = online]`` over ``(d + 1)``-column inputs.
+    """The multi-task prior plus the control noise the online arms share, over ``(d + 2)``-column inputs
+    ``(x, c, task)``:
+
+        k((x, c, i), (x', c', j)) = k_x(x, x') B_ij + k_delta(x, x') [i = j = online] + c c' / s^2
 
     ``B`` is the index kernel's ``2 x 2`` task covariance; ``k_delta`` is the online task's own discrepancy
     from the simulator, with its own lengthscales and scale, so that a simulator whose shape is partly wrong
     (or rougher than online) neither drags the shared lengthscales down nor makes the online task look
-    fully explained. Evaluated as dense matrices: GPyTorch's lazy product with an index kernel goes through
-    sparse interpolation, about ten times slower per step at a few hundred points.
+    fully explained. ``c`` is the standard deviation of the control-arm noise in an online arm's effect (every
+    effect is an arm's mean minus the same control mean, so their errors share ``-e_control``); it is 0 for
+    control's own anchor, simulator points and every point predicted, so the last term is noise of the
+    observations (correlated across arms), never part of the function; ``s`` is the online task's
+    standardisation scale. Without it the model takes the control's error for signal: once the simulator
+    narrows the posterior below the control's standard error, that error shifts every prediction at once.
+    Evaluated as dense matrices: GPyTorch's lazy product with an index kernel goes through sparse
+    interpolation, about ten times slower per step at a few hundred points.
     """
 
-    def __init__(self, spatial: Kernel, task: Kernel, discrepancy: Kernel) -> None:
+    def __init__(self, spatial: Kernel, task: Kernel, discrepancy: Kernel, online_scale: torch.Tensor) -> None:
         super().__init__()
         self.spatial, self.task, self.discrepancy = spatial, task, discrepancy
+        self.register_buffer("online_scale", online_scale.detach().clone())
+        self.slope: SlopeTerm | None = None
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: Any) -> torch.Tensor:
         t1, t2 = x1[..., -1].long(), x2[..., -1].long()  # n1, n2
+        c1, c2 = x1[..., -2] / self.online_scale, x2[..., -2] / self.online_scale  # n1, n2
         B = self.task.covar_matrix  # 2 x 2
         on1, on2 = (t1 == TARGET_TASK).to(x1.dtype), (t2 == TARGET_TASK).to(x2.dtype)
+        r1, r2 = (on1, on2) if self.slope is None else (self.slope.shape(self.spatial, x1) * on1, self.slope.shape(self.spatial, x2) * on2)
+        v = 0.0 if self.slope is None else SLOPE_PRIOR_VARIANCE
         if diag:
             kx = self.spatial(x1, x2, diag=True)
-            return kx * B[t1, t2] + self.discrepancy(x1, x2, diag=True) * on1 * on2
+            return kx * B[t1, t2] + self.discrepancy(x1, x2, diag=True) * on1 * on2 + c1 * c2 + v * r1 * r2
         kx = self.spatial(x1, x2).to_dense()  # n1 x n2
         kd = self.discrepancy(x1, x2).to_dense()
-        return kx * B[t1.unsqueeze(-1), t2.unsqueeze(-2)] + kd * (on1.unsqueeze(-1) * on2.unsqueeze(-2))
+        return (kx * B[t1.unsqueeze(-1), t2.unsqueeze(-2)] + kd * (on1.unsqueeze(-1) * on2.unsqueeze(-2))
+                + c1.unsqueeze(-1) * c2.unsqueeze(-2) + v * r1.unsqueeze(-1) * r2.unsqueeze(-2))
+
+
+@dataclass(frozen=True)
+class SlopeTerm:
+    """The simulator task's fitted shape relative to control, ``r(x) = m(x) - m(control)`` (standardised), with
+    ``m(x) = k_x(x, X) w`` its posterior mean up to a constant: ``n x (d + 2)`` training inputs ``X``, ``n``
+    weights ``w = B[sim, task] * alpha`` and control's ``1 x (d + 2)`` input.
+
+    :class:`TaskCovariance` adds ``SLOPE_PRIOR_VARIANCE r(x) r(x')`` between online points: the online effect is
+    ``a r(x) + delta(x)`` with the slope ``a`` integrated out around its fitted value (Kennedy & O'Hagan's
+    ``online = a sim + b + delta``), instead of taken as exact. Plugged in, a slope fitted on 20 noisy arms
+    (about 10% uncertain) makes every effect far from control overconfident in proportion to its size.
+    """
+
+    train_X: torch.Tensor
+    weights: torch.Tensor
+    control: torch.Tensor
+
+    def shape(self, spatial: Kernel, x: torch.Tensor) -> torch.Tensor:
+        """``r`` at ``... x n`` inputs: ``... x n``."""
+        k = spatial(torch.cat([x, self.control.expand(*x.shape[:-2], 1, -1)], dim=-2), self.train_X).to_dense()
+        m = k @ self.weights  # ... x (n + 1)
+        return m[..., :-1] - m[..., -1:]
+
+
+def model_inputs(X: torch.Tensor, task: int = TARGET_TASK) -> torch.Tensor:
+    """``N x d`` points as the multi-task model's ``N x (d + 2)`` inputs for predicting ``task`` (no shared noise)."""
+    zeros = torch.zeros((*X.shape[:-1], 1), dtype=X.dtype, device=X.device)
+    return torch.cat([X, zeros, zeros + float(task)], dim=-1)
+
+
+def shared_control_sd(online: MetricData) -> np.ndarray:
+    """``k`` standard deviations of the control noise in each online effect (0 for control's anchor).
+
+    In one window an arm's effect variance is its own plus the control row's, ``baseline_se^2``, shared by every
+    arm. Over several windows the shared part is a weighted sum of each window's control error; the pooled
+    control's variance stands in for it, capped at :data:`MAX_SHARED_NOISE_SHARE` of the arm's variance.
+    """
+    shared = np.minimum(online.baseline_se**2, MAX_SHARED_NOISE_SHARE * online.var) if np.isfinite(online.baseline_se) else np.zeros_like(online.var)
+    shared[0] = 0.0
+    return np.sqrt(shared)
 
 
 class TargetTaskModel:
@@ -161,12 +226,8 @@ class TargetTaskModel:
     def __init__(self, model: MultiTaskGP, simulator: SimulatorData) -> None:
         self.model, self.simulator = model, simulator
 
-    def with_task(self, X: torch.Tensor, task: int = TARGET_TASK) -> torch.Tensor:
-        """``N x d`` inputs with the task column appended: ``N x (d + 1)``."""
-        return torch.cat([X, torch.full((*X.shape[:-1], 1), float(task), dtype=X.dtype, device=X.device)], dim=-1)
-
     def posterior(self, X: torch.Tensor, task: int = TARGET_TASK) -> Any:
-        return self.model.posterior(self.with_task(X, task))
+        return self.model.posterior(model_inputs(X, task))
 
     def spatial_kernel(self) -> Kernel:
         return self.model.covar_module.spatial.base_kernel
@@ -183,26 +244,30 @@ class TargetTaskModel:
 
 
 def build_multitask(online: MetricData, simulator: SimulatorData) -> MultiTaskGP:
-    """An unfitted ``MultiTaskGP`` on ``k`` online effects (task 0) and ``p`` simulator levels (task 1)."""
+    """An unfitted ``MultiTaskGP`` on ``k`` online effects (task 0) and ``p`` simulator levels (task 1); inputs
+    ``(x, shared control noise sd, task)`` (:class:`TaskCovariance`)."""
     X_on, X_sim = as_tensor(online.X), as_tensor(simulator.X)
     d = X_on.shape[-1]
-    X = torch.cat([torch.cat([X_on, torch.zeros_like(X_on[:, :1])], -1),
-                   torch.cat([X_sim, torch.ones_like(X_sim[:, :1])], -1)])  # (k + p) x (d + 1)
+    shared = as_tensor(shared_control_sd(online))  # k
+    X = torch.cat([torch.cat([X_on, shared.unsqueeze(-1), torch.zeros_like(X_on[:, :1])], -1),
+                   model_inputs(X_sim, SIMULATOR_TASK)])  # (k + p) x (d + 2)
     Y_on, Y_sim = as_tensor(online.delta).unsqueeze(-1), as_tensor(simulator.y).unsqueeze(-1)
-    Yvar = torch.cat([as_tensor(online.var).unsqueeze(-1).clamp_min(min_known_noise(Y_on)),
+    own_var = as_tensor(online.var).unsqueeze(-1) - shared.unsqueeze(-1) ** 2
+    Yvar = torch.cat([own_var.clamp_min(min_known_noise(Y_on)),
                       as_tensor(simulator.var).unsqueeze(-1).clamp_min(min_known_noise(Y_sim))])
     if not (torch.isfinite(X).all() and torch.isfinite(Y_sim).all() and torch.isfinite(Yvar).all()):
         raise ModelFitError(f"metric {online.metric!r}: non-finite simulator inputs, levels or variances")
+    spatial_dims = list(range(d))
     covar = ScaleKernel(get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False),
-                        outputscale_prior=GammaPrior(*OUTPUTSCALE_PRIOR))
+                        outputscale_prior=GammaPrior(*OUTPUTSCALE_PRIOR), active_dims=spatial_dims)
     tasks = torch.tensor([TARGET_TASK, SIMULATOR_TASK], device=X.device)
-    model = MultiTaskGP(X, torch.cat([Y_on, Y_sim]), task_feature=d, train_Yvar=Yvar, covar_module=covar,
+    model = MultiTaskGP(X, torch.cat([Y_on, Y_sim]), task_feature=d + 1, train_Yvar=Yvar, covar_module=covar,
                         task_covar_prior=None, output_tasks=[TARGET_TASK], all_tasks=tasks.tolist(),
-                        outcome_transform=StratifiedStandardize(stratification_idx=d, all_task_values=tasks, dtype=X.dtype))
-    discrepancy = ScaleKernel(get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False, active_dims=list(range(d))),
+                        outcome_transform=StratifiedStandardize(stratification_idx=d + 1, all_task_values=tasks, dtype=X.dtype))
+    discrepancy = ScaleKernel(get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False, active_dims=spatial_dims),
                               outputscale_prior=GammaPrior(*DISCREPANCY_SCALE_PRIOR))
     spatial, task = model.covar_module.kernels
-    model.covar_module = TaskCovariance(spatial, task, discrepancy)
+    model.covar_module = TaskCovariance(spatial, task, discrepancy, model.outcome_transform.stdvs.reshape(-1)[TARGET_TASK])
     return model.to(X)
 
 
@@ -221,7 +286,21 @@ def fit_multitask(online: MetricData, simulator: SimulatorData, warm: Mapping[st
     if len(simulator.y) > FIT_SIMULATOR_POINTS:
         fitted, model = model, build_multitask(online, simulator)
         load_hyperparameters(model, {"parameters": {n: p.detach() for n, p in fitted.named_parameters()}})
+    model.covar_module.slope = simulator_shape(model, as_tensor(online.X[:1]))
     return TargetTaskModel(model.eval(), simulator)
+
+
+def simulator_shape(model: MultiTaskGP, control: torch.Tensor) -> SlopeTerm:
+    """The :class:`SlopeTerm` of a conditioned multi-task model (before its slope term is set); ``control``
+    is ``1 x d``."""
+    with torch.no_grad(), exact_linalg():
+        X, y = model.train_inputs[0], model.train_targets  # n x (d + 2), n
+        task = X[:, -1].long()
+        means = torch.stack([m.constant.reshape(()) for m in model.mean_module.base_means])  # tasks
+        K = model.covar_module(X).to_dense() + torch.diag(model.likelihood.noise.reshape(-1))
+        alpha = torch.cholesky_solve((y - means[task]).unsqueeze(-1), psd_safe_cholesky(K)).squeeze(-1)  # n
+        weights = model.covar_module.task.covar_matrix[SIMULATOR_TASK, task] * alpha
+    return SlopeTerm(X.detach(), weights.detach(), model_inputs(control, SIMULATOR_TASK))
 
 
 def _accept_step_limit(w: warnings.WarningMessage) -> bool:

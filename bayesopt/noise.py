@@ -10,9 +10,15 @@ told an observation is exact will bend through it. Each row's squared standard e
   ``PRIOR_DOF`` pseudo degrees of freedom, then divided by ``n``.
 
 The floor replaces the observed ``std_error**2`` only when it is larger.
+
+The pooled levels are functions of sums over rows (:class:`NoiseSums`), so rows rolled up into a summary
+(``bayesopt.rollup``) still count towards them: their sums are passed as ``prior``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import pandas as pd
@@ -44,54 +50,104 @@ def rate_floor(count: np.ndarray, mean: np.ndarray, pooled_rate: float) -> np.nd
     return shrunk * (1.0 - shrunk) / (count + PRIOR_COUNT)
 
 
-def pooled_rate(count: np.ndarray, mean: np.ndarray) -> float:
-    """Laplace-smoothed rate over all rows: ``(successes + 1) / (sessions + 2)``, strictly inside (0, 1)."""
-    successes = float(np.sum(count * np.clip(mean, 0.0, 1.0)))
-    return (successes + 1.0) / (float(np.sum(count)) + 2.0)
+@dataclass(frozen=True)
+class NoiseSums:
+    """Sums over rows of one metric that its pooled noise level is made of; sums of disjoint row sets add.
+
+    ``rows``; ``count`` (sessions, each row's at least 1); ``successes`` (``count * clip(mean, 0, 1)``);
+    ``dof_var`` (``max(count - 1, 0) * count * std_error**2``, within-row spread); ``dof``
+    (``max(count - 1, 0)``); ``mean`` and ``mean_sq`` (of the row means).
+    """
+
+    rows: float = 0.0
+    count: float = 0.0
+    successes: float = 0.0
+    dof_var: float = 0.0
+    dof: float = 0.0
+    mean: float = 0.0
+    mean_sq: float = 0.0
+
+    @classmethod
+    def of(cls, count: np.ndarray, mean: np.ndarray, std_error: np.ndarray) -> NoiseSums:
+        """From ``n`` rows (counts already at least 1)."""
+        dof = np.maximum(count - 1.0, 0.0)
+        return cls(float(len(count)), float(np.sum(count)), float(np.sum(count * np.clip(mean, 0.0, 1.0))),
+                   float(np.sum(dof * (std_error**2 * count))), float(dof.sum()), float(np.sum(mean)),
+                   float(np.sum(mean**2)))
+
+    def __add__(self, other: NoiseSums) -> NoiseSums:
+        return NoiseSums(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def to_list(self) -> list[float]:
+        return list(astuple(self))
 
 
-def mean_floor(count: np.ndarray, mean: np.ndarray, std_error: np.ndarray) -> np.ndarray:
+def pooled_rate(count: np.ndarray, mean: np.ndarray, prior: NoiseSums | None = None) -> float:
+    """Laplace-smoothed rate over all rows (and ``prior``'s): ``(successes + 1) / (sessions + 2)``, inside (0, 1)."""
+    successes = float(np.sum(count * np.clip(mean, 0.0, 1.0))) + (prior.successes if prior else 0.0)
+    return (successes + 1.0) / (float(np.sum(count)) + (prior.count if prior else 0.0) + 2.0)
+
+
+def pooled_outcome_variance(count: np.ndarray, mean: np.ndarray, std_error: np.ndarray,
+                            prior: NoiseSums | None = None) -> float:
+    """A ``mean`` metric's pooled per-outcome variance over ``n`` rows (and ``prior``'s): within-row, or
+    between-row when no row has spread; never below a tiny multiple of the squared level."""
+    outcome_var = std_error**2 * count
+    dof = np.maximum(count - 1.0, 0.0)
+    dof_sum = float(dof.sum()) + (prior.dof if prior else 0.0)
+    pooled = (float(np.sum(dof * outcome_var)) + (prior.dof_var if prior else 0.0)) / dof_sum if dof_sum > 0 else 0.0
+    rows = len(mean) + (prior.rows if prior else 0.0)
+    if prior is None:
+        if pooled <= 0.0 and len(mean) > 1:
+            pooled = float(np.var(mean, ddof=1) * np.mean(count))  # no within-row spread: use the between-row one
+        return max(pooled, RELATIVE_EPS * max(1.0, float(np.mean(mean**2))))
+    total = NoiseSums.of(count, mean, std_error) + prior
+    if pooled <= 0.0 and rows > 1:
+        between = (total.mean_sq - total.mean**2 / rows) / (rows - 1)
+        pooled = max(between, 0.0) * total.count / rows
+    return max(pooled, RELATIVE_EPS * max(1.0, total.mean_sq / rows))
+
+
+def mean_floor(count: np.ndarray, mean: np.ndarray, std_error: np.ndarray, prior: NoiseSums | None = None) -> np.ndarray:
     """Variance of ``mean``-metric means with the per-outcome variance shrunk toward the pooled one.
 
     Args:
         count, mean, std_error: ``n`` rows of one metric.
+        prior: sums of further rows of the metric that count towards the pooled variance.
 
     Returns:
         ``n`` variances of the mean, all positive.
     """
     outcome_var = std_error**2 * count  # per outcome
     dof = np.maximum(count - 1.0, 0.0)
-    if dof.sum() > 0:
-        pooled = float(np.sum(dof * outcome_var) / dof.sum())
-    else:
-        pooled = 0.0
-    if pooled <= 0.0 and len(mean) > 1:
-        pooled = float(np.var(mean, ddof=1) * np.mean(count))  # no within-row spread: use the between-row one
-    pooled = max(pooled, RELATIVE_EPS * max(1.0, float(np.mean(mean**2))))
+    pooled = pooled_outcome_variance(count, mean, std_error, prior)
     shrunk = (dof * outcome_var + PRIOR_DOF * pooled) / (dof + PRIOR_DOF)
     return shrunk / count
 
 
-def row_variances(spec: ExperimentSpec, table: pd.DataFrame) -> np.ndarray:
+def row_variances(spec: ExperimentSpec, table: pd.DataFrame,
+                  prior: Mapping[str, NoiseSums] | None = None) -> np.ndarray:
     """Squared standard error of each row's mean, floored as described in the module docstring.
 
     Args:
         spec: gives each metric's kind.
         table: the observation table (columns ``metric``, ``count``, ``mean``, ``std_error``), ``n`` rows.
+        prior: per metric, sums of rows not in ``table`` that count towards its pooled level (rolled-up rows).
 
     Returns:
         ``n`` positive variances, in the table's row order.
     """
     out = np.zeros(len(table))
     kinds = {m.name: m.kind for m in spec.metrics}
+    prior = prior or {}
     for metric, rows in table.groupby("metric", sort=True).indices.items():
         count = np.maximum(table["count"].to_numpy(float)[rows], 1.0)
         mean = table["mean"].to_numpy(float)[rows]
         se2 = table["std_error"].to_numpy(float)[rows] ** 2
         if kinds.get(metric) == "rate":
-            floor = rate_floor(count, mean, pooled_rate(count, mean))
+            floor = rate_floor(count, mean, pooled_rate(count, mean, prior.get(metric)))
         else:
-            floor = mean_floor(count, mean, np.sqrt(se2))
+            floor = mean_floor(count, mean, np.sqrt(se2), prior.get(metric))
         scale = RELATIVE_EPS * np.maximum(1.0, mean**2)
         out[rows] = np.maximum(np.maximum(se2, floor), scale)
     return out

@@ -31,6 +31,7 @@ Rows whose window has no control row for the metric cannot be compared and are r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,13 @@ from bayesopt.lattice import to_unit
 from bayesopt.noise import row_variances
 from bayesopt.observation_table import param_column
 from bayesopt.spec import ExperimentSpec
+from bayesopt.window_differences import absolute_metrics, modelled_metrics, window_deltas
+
+if TYPE_CHECKING:
+    from bayesopt.rollup import Rollup
+
+#: Key of ``DataFrame.attrs`` under which a model table carries the roll-up of its older windows.
+ROLLUP_ATTR = "rollup"
 
 #: Variance of control's ``delta = 0`` anchor, relative to the smallest pooled arm variance: near-exact (the
 #: difference is zero by definition) while keeping the kernel matrix well conditioned.
@@ -84,12 +92,6 @@ class PooledData:
     drift: DriftTest | None = None
 
 
-def modelled_metrics(spec: ExperimentSpec) -> list[str]:
-    """Metrics that objectives or guardrails use, in the spec's metric order."""
-    used = {o.metric for o in spec.objectives} | {g.metric for g in spec.guardrails}
-    return [m for m in spec.metric_names if m in used]
-
-
 def window_decay(windows: np.ndarray, half_life_hours: float | None) -> np.ndarray:
     """Decay factors ``0.5 ** (age / half_life)`` for ``n`` window numbers (all ones without a half-life)."""
     windows = np.asarray(windows, dtype=float)
@@ -99,47 +101,13 @@ def window_decay(windows: np.ndarray, half_life_hours: float | None) -> np.ndarr
     return 0.5 ** (age / half_life_hours)
 
 
-def window_deltas(spec: ExperimentSpec, table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Per-window differences from control, one row per (window, arm, metric).
-
-    Args:
-        spec: the experiment (metric kinds for the noise floor).
-        table: online rows of the observation table.
-
-    Returns:
-        A frame with columns ``window, arm_id, metric, delta, var, control_var, count, x.<param>...`` (control rows
-        excluded; ``var`` includes ``control_var``, the control row's share of it; all three relative to the
-        window's control level for the metrics of :func:`relative_metrics`) and the
-        number of arm rows dropped because their window had no control row for that metric.
-    """
-    rows = table.assign(var=row_variances(spec, table))
-    is_control = rows["arm_id"] == CONTROL_ARM_ID
-    control = rows.loc[is_control, ["window", "metric", "mean", "var"]]
-    control = control.rename(columns={"mean": "control_mean", "var": "control_var"})
-    arms = rows.loc[~is_control].merge(control, on=["window", "metric"], how="left")
-    missing = arms["control_mean"].isna()
-    arms = arms.loc[~missing]
-    level = arms["control_mean"].to_numpy(float)
-    level = np.where(arms["metric"].isin(relative_metrics(table)).to_numpy(), level, 1.0)
-    out = arms.assign(delta=(arms["mean"] - arms["control_mean"]) / level,
-                      var=(arms["var"] + arms["control_var"]) / level**2, control_var=arms["control_var"] / level**2)
-    keep = ["window", "arm_id", "metric", "delta", "var", "control_var", "count"] + [param_column(n) for n in spec.parameter_names]
-    return out[keep].reset_index(drop=True), int(missing.sum())
-
-
-def relative_metrics(table: pd.DataFrame) -> set[str]:
-    """Metrics of ``table`` whose control level is positive in every window: their differences are relative."""
-    control = table[table["arm_id"] == CONTROL_ARM_ID]
-    positive = (control["mean"] > 0).groupby(control["metric"]).all()
-    return {str(m) for m, ok in positive.items() if ok}
-
-
-def pool_arms(deltas: pd.DataFrame, decay: np.ndarray) -> pd.DataFrame:
+def pool_arms(deltas: pd.DataFrame, decay: np.ndarray, rolled: Rollup | None = None, rolled_decay: float = 1.0) -> pd.DataFrame:
     """Inverse-variance pooling across windows with decay.
 
     Args:
         deltas: ``n`` rows from :func:`window_deltas` (one metric or several).
         decay: ``n`` window weights in (0, 1].
+        rolled: sums of rolled-up windows, added in with their decay factor ``rolled_decay``.
 
     Returns:
         One row per (metric, arm_id): ``delta`` (pooled), ``var`` (``1 / sum(decay / var)``), ``rows``.
@@ -154,30 +122,42 @@ def pool_arms(deltas: pd.DataFrame, decay: np.ndarray) -> pd.DataFrame:
             "rows": 1,
         }
     )
+    if rolled is not None:
+        frame = pd.concat([frame] + [pd.DataFrame({"metric": metric, "arm_id": r.arm_ids, "wd": rolled_decay * r.weighted_delta,
+                                                   "w": rolled_decay * r.weight, "rows": r.rows.astype(int)})
+                                     for metric, r in rolled.metrics.items()], ignore_index=True)
     agg = frame.groupby(["metric", "arm_id"], sort=True).sum()
     return pd.DataFrame(
         {"delta": agg["wd"] / agg["w"], "var": 1.0 / agg["w"], "rows": agg["rows"]}
     ).reset_index()
 
 
-def control_baseline(spec: ExperimentSpec, table: pd.DataFrame, metric: str) -> tuple[float, float, int]:
-    """Count-weighted, decayed mean of the control arm's ``metric`` over windows; its standard error; row count."""
+def control_baseline(spec: ExperimentSpec, table: pd.DataFrame, metric: str, rolled: Rollup | None = None,
+                     rolled_decay: float = 1.0) -> tuple[float, float, int]:
+    """Count-weighted, decayed mean of the control arm's ``metric`` over windows; its standard error; row count.
+
+    ``rolled`` adds the sums of rolled-up windows (with their decay factor ``rolled_decay``).
+    """
     rows = table[(table["arm_id"] == CONTROL_ARM_ID) & (table["metric"] == metric)]
     if rows.empty:
         return float("nan"), float("nan"), 0
     decay = window_decay(rows["window"].to_numpy(), spec.policy.half_life_hours)
     weight = decay * rows["count"].to_numpy(float)
-    level = float(np.sum(weight * rows["mean"].to_numpy(float)) / np.sum(weight))
-    var = row_variances(spec, table)[rows.index.to_numpy()]
-    se = float(np.sqrt(1.0 / np.sum(decay / var)))
-    return level, se, len(rows)
+    var = row_variances(spec, table, None if rolled is None else rolled.noise)[rows.index.to_numpy()]
+    sums = np.array([np.sum(weight * rows["mean"].to_numpy(float)), np.sum(weight), np.sum(decay / var), len(rows)])
+    if rolled is not None and metric in rolled.metrics:
+        sums = sums + rolled.metrics[metric].baseline * np.array([rolled_decay, rolled_decay, rolled_decay, 1.0])
+    return float(sums[0] / sums[1]), float(np.sqrt(1.0 / sums[2])), int(sums[3])
 
 
-def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
+def pool(spec: ExperimentSpec, table: pd.DataFrame, rolled: Rollup | None = None) -> PooledData:
     """Pool the online rows of ``table`` into per-metric effects relative to control.
 
+    ``rolled`` (default: ``table.attrs["rollup"]``, where ``jobs.load`` puts it) holds the sums of windows
+    rolled up before the table's (``bayesopt.rollup``); they are pooled with the rows, as if the rows were there.
     Metrics that no arm besides control has been observed on are left out of ``metrics``.
     """
+    rolled = rolled if rolled is not None else table.attrs.get(ROLLUP_ATTR)
     online = table[table["source"] == "online"].reset_index(drop=True)
     unnamed = (table["source"] != "online") & ~table["metric"].isin(spec.simulator_metrics)
     dropped = {"simulation_rows": int(unnamed.sum())}  # simulator rows of metrics the spec lets a simulator inform are not ignored
@@ -185,26 +165,36 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame) -> PooledData:
         return PooledData({}, 0, dropped)
     online = online[online["metric"].isin(modelled_metrics(spec))].reset_index(drop=True)
     check_finite(online)
-    deltas, dropped["rows_without_control"] = window_deltas(spec, online)
-    drift = detect_drift(deltas)
+    absolute = absolute_metrics(online, rolled.absolute_metrics if rolled else frozenset())  # the roll-up's sums are relative for exactly the others
+    deltas, dropped["rows_without_control"] = window_deltas(spec, online, None if rolled is None else rolled.noise, absolute)
+    drift = detect_drift(deltas, None if rolled is None else rolled.drift_sums())
+    if rolled is not None:
+        dropped["rows_without_control"] += rolled.rows_without_control
     if drift.detected:  # learn the new world from the windows since the shift only
-        dropped["windows_before_drift"] = int((online["window"] < drift.since_window).sum())
+        dropped["windows_before_drift"] = int((online["window"] < drift.since_window).sum()) + (rolled.rows if rolled else 0)
         online = online[online["window"] >= drift.since_window].reset_index(drop=True)
-        deltas, dropped["rows_without_control"] = window_deltas(spec, online)
+        rolled = None  # every cut lies after the roll-up's watermark (bayesopt.rollup.KEEP_WINDOWS)
+        absolute = absolute_metrics(online)
+        deltas, dropped["rows_without_control"] = window_deltas(spec, online, absolute=absolute)
     decay = window_decay(online["window"].to_numpy(), spec.policy.half_life_hours)
     decay_by_window = dict(zip(online["window"].to_numpy(), decay, strict=True))
-    pooled = pool_arms(deltas, np.array([decay_by_window[w] for w in deltas["window"]]))
-    relative = relative_metrics(online)
+    rolled_decay = 1.0 if rolled is None else rolled.decay(int(online["window"].max()), spec.policy.half_life_hours)
+    pooled = pool_arms(deltas, np.array([decay_by_window[w] for w in deltas["window"]]), rolled, rolled_decay)
     positions = {a: i for i, a in enumerate(deltas["arm_id"])}  # a row of each arm: its parameter values
     params = deltas[[param_column(n) for n in spec.parameter_names]].to_numpy(float)
+    if rolled is not None:  # arms seen only in rolled-up windows: their values come with the roll-up
+        only_rolled = [a for a in rolled.arm_values if a not in positions]
+        positions.update((a, len(params) + i) for i, a in enumerate(only_rolled))
+        params = np.vstack([params, np.array([[rolled.arm_values[a][n] for n in spec.parameter_names]
+                                              for a in only_rolled]).reshape(len(only_rolled), len(spec.parameter_names))])
     out: dict[str, MetricData] = {}
     used = 0
     for metric in modelled_metrics(spec):
         arm_rows = pooled[pooled["metric"] == metric]
         if arm_rows.empty:
             continue
-        baseline, baseline_se, control_rows = control_baseline(spec, online, metric)
-        unit = baseline if metric in relative else 1.0  # relative differences back to the metric's units
+        baseline, baseline_se, control_rows = control_baseline(spec, online, metric, rolled, rolled_decay)
+        unit = 1.0 if metric in absolute else baseline  # relative differences back to the metric's units
         arm_ids = [CONTROL_ARM_ID, *arm_rows["arm_id"]]
         X = np.stack([to_unit(spec, spec.control)] + [_unit(spec, params, positions[a]) for a in arm_rows["arm_id"]])
         var = unit**2 * arm_rows["var"].to_numpy(float)

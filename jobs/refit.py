@@ -210,9 +210,9 @@ class _Refit:
         if inputs.problems:
             raise RefitStop(RunStatus.KEPT, Reason.INVALID_DATA, "stored observations are broken; fix them, then refit",
                             problems=tuple(inputs.problems))
-        if len(inputs.table) < spec.refit.min_observations:
+        if inputs.table_rows < spec.refit.min_observations:
             raise RefitStop(RunStatus.KEPT, Reason.INSUFFICIENT_DATA,
-                            f"{len(inputs.table)} observation rows, refit.min_observations is {spec.refit.min_observations}")
+                            f"{inputs.table_rows} observation rows, refit.min_observations is {spec.refit.min_observations}")
         proposal = self._propose(inputs, period)
         refit_doc = {"period": period.id, "period_start": period.label(), "fingerprint": fingerprint,
                      "data_hash": inputs.data_hash, "worker": worker_id()}

@@ -59,7 +59,16 @@ class Keys:
         return self._k(name, "history")
 
     def observations(self, name: str) -> str:
+        """Hash of observation statistics (``param_store.observation_codec``); every batch is added here."""
         return self._k(name, "obs")
+
+    def observation_archive(self, name: str) -> str:
+        """Hash of the statistics of rolled-up windows, moved out of :meth:`observations` (same fields)."""
+        return self._k(name, "obs_archive")
+
+    def observation_rollup(self, name: str) -> str:
+        """JSON roll-up of the windows in :meth:`observation_archive` (``bayesopt.rollup``)."""
+        return self._k(name, "obs_rollup")
 
     def batch(self, name: str, batch_id: str) -> str:
         """Marker of an observation batch already stored (its idempotency key); expires."""

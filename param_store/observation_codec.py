@@ -23,12 +23,12 @@ def increments(stat: ObservationStat) -> list[tuple[str, float]]:
     return [(Keys.stat_field(*parts, suffix), value) for suffix, value in zip(STAT_SUFFIXES, (stat.count, stat.sum, stat.sum_sq), strict=True)]
 
 
-def decode_stats(fields: Mapping[bytes, bytes]) -> list[ObservationStat]:
+def decode_stats(fields: Mapping[bytes, bytes | float]) -> list[ObservationStat]:
     """The statistics in the raw hash, sorted by version, arm, metric, source (no pandas)."""
     return [ObservationStat(*key, *acc) for key, acc in _sorted_rows(fields)]
 
 
-def decode(fields: Mapping[bytes, bytes]) -> pd.DataFrame:
+def decode(fields: Mapping[bytes, bytes | float]) -> pd.DataFrame:
     """A ``STAT_COLUMNS`` frame from the raw hash, sorted by version, arm, metric, source."""
     import pandas as pd  # serving replicas never read observations back, so they need not load pandas
 
@@ -37,7 +37,16 @@ def decode(fields: Mapping[bytes, bytes]) -> pd.DataFrame:
     return frame.astype({"version": "int64", "count": "float64", "sum": "float64", "sum_sq": "float64"})
 
 
-def _sorted_rows(fields: Mapping[bytes, bytes]) -> list[tuple[tuple[int, str, str, str], list[float]]]:
+def merged(*hashes: Mapping[bytes, bytes | float]) -> dict[bytes, bytes | float]:
+    """Raw hashes of the same fields added into one (a field in several holds the sum of its values)."""
+    out: dict[bytes, bytes | float] = {}
+    for fields in hashes:
+        for field, value in fields.items():
+            out[field] = float(out[field]) + float(value) if field in out else value
+    return out
+
+
+def _sorted_rows(fields: Mapping[bytes, bytes | float]) -> list[tuple[tuple[int, str, str, str], list[float]]]:
     """``((version, arm_id, metric, source), [count, sum, sum_sq])`` of each statistic in the raw hash, sorted."""
     rows: dict[tuple[int, str, str, str], list[float]] = {}
     position = {suffix: i for i, suffix in enumerate(STAT_SUFFIXES)}

@@ -131,3 +131,27 @@ for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('DEL', KEYS[1])
 return 1
 """
+
+#: KEYS: observation hash, archive hash, roll-up. ARGV: the roll-up expected now (its JSON; empty: none), the
+#: new roll-up's JSON, then (field, value) pairs of the observation hash to move into the archive. Compare and
+#: set: if the roll-up or any of those fields changed since they were read (a concurrent batch or roll-up),
+#: returns 0 and changes nothing. Otherwise each field is added to the archive (to the archive's own value when
+#: a late batch for a rolled window is being merged in) and deleted from the observation hash, the roll-up
+#: replaced, and 1 returned.
+ROLL_UP = """
+local current = redis.call('GET', KEYS[3]) or ''
+if current ~= ARGV[1] then return 0 end
+for i = 3, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return 0 end
+end
+for i = 3, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then
+    redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('HDEL', KEYS[1], ARGV[i])
+end
+redis.call('SET', KEYS[3], ARGV[2])
+return 1
+"""

@@ -65,6 +65,15 @@ class BatchResult(NamedTuple):
     duplicate: bool
 
 
+class RecentObservations(NamedTuple):
+    """What :meth:`ParamStore.recent_observations` read together: the statistics not rolled up (a
+    ``STAT_COLUMNS`` frame), their raw hash fields, and the roll-up of the others (its JSON; None: none)."""
+
+    stats: pd.DataFrame
+    fields: dict[bytes, bytes]
+    rollup: bytes | None
+
+
 class ExperimentView(NamedTuple):
     """What serving needs to know has changed: lifecycle state, spec, and the ``current`` version (None: none yet)."""
 
@@ -100,6 +109,7 @@ class ParamStore:
         self._write_version = client.register_script(scripts.WRITE_VERSION)
         self._index_arms = client.register_script(scripts.INDEX_ARMS)
         self._delete_draft = client.register_script(scripts.DELETE_DRAFT)
+        self._roll_up = client.register_script(scripts.ROLL_UP)
         self._cluster = is_cluster(client)
         self._specs_seen: dict[str, tuple[bytes, ExperimentSpec]] = {}
 
@@ -497,14 +507,49 @@ class ParamStore:
         return rates
 
     def observations(self, name: str) -> pd.DataFrame:
-        """All statistics of the experiment, one row per (version, arm, metric, source); see ``STAT_COLUMNS``."""
-        self._require(name)
-        return observation_codec.decode(self._redis.hgetall(self._keys.observations(name)))
+        """All statistics of the experiment, one row per (version, arm, metric, source); see ``STAT_COLUMNS``.
+
+        Rolled-up windows included (their rows are kept in the archive, see :meth:`roll_up_observations`).
+        """
+        return observation_codec.decode(self._all_observation_fields(name))
 
     def observation_stats(self, name: str) -> list[ObservationStat]:
         """The same statistics as :meth:`observations`, as records (no pandas: for serving's report route)."""
+        return observation_codec.decode_stats(self._all_observation_fields(name))
+
+    def _all_observation_fields(self, name: str) -> dict[bytes, bytes | float]:
         self._require(name)
-        return observation_codec.decode_stats(self._redis.hgetall(self._keys.observations(name)))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hgetall(self._keys.observations(name))
+        pipe.hgetall(self._keys.observation_archive(name))
+        live, archive = pipe.execute()
+        return observation_codec.merged(archive, live)
+
+    def recent_observations(self, name: str) -> RecentObservations:
+        """The statistics not rolled up yet and the roll-up of the others, read in one step (a refit's read:
+        its size stays flat as windows roll up)."""
+        self._require(name)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hgetall(self._keys.observations(name))
+        pipe.get(self._keys.observation_rollup(name))
+        fields, rollup = pipe.execute()
+        return RecentObservations(observation_codec.decode(fields), fields, rollup)
+
+    def roll_up_observations(self, name: str, recent: RecentObservations, watermark: int, rollup: str) -> bool:
+        """Move the online statistics of windows before ``watermark`` out of the observation hash into the
+        archive and store ``rollup`` (JSON) as the roll-up of the archive, in one atomic step.
+
+        Compare and set against ``recent`` (what :meth:`recent_observations` read): if the roll-up or any moved
+        field changed since, nothing is written and False returned (the next refit tries again). No statistic
+        is ever dropped: :meth:`observations` still returns every row.
+        """
+        args: list[bytes | str] = [recent.rollup or b"", rollup]
+        for field, value in recent.fields.items():
+            version, _, _, source, _ = field.decode().split(FIELD_SEP)
+            if source == "online" and int(version) < watermark:
+                args += [field, value]
+        keys = [self._keys.observations(name), self._keys.observation_archive(name), self._keys.observation_rollup(name)]
+        return bool(self._roll_up(keys=keys, args=args))
 
     # -- simulator observations ------------------------------------------------------------------------------
     def add_simulator_observations(self, name: str, rows: Iterable[Mapping[str, Any]], *,

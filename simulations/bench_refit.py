@@ -130,9 +130,12 @@ class History:
         return {"version": version, "arm_id": arm, "metric": metric, "count": count, "sum": total, "sum_sq": total}
 
 
-def _refit(url: str, namespace: str, name: str, now: float, repeats: int) -> dict[str, Any]:
-    """``repeats`` cold refits of the same period (``force``); wall and CPU seconds of each, stage timings of the fastest.
+def _refit(url: str, namespace: str, name: str, now: float, repeats: int,
+           warm_from: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``repeats`` refits of the same period (``force``); wall and CPU seconds of each, stage timings of the fastest.
 
+    Cold (no model state) unless ``warm_from`` is given: a saved model state (``ParamStore.load_model_state``),
+    put back before each refit, which warm-starts from it as the hourly job does from the previous version's.
     The fastest of several is the figure least disturbed by whatever else the machine runs.
     """
     from jobs.refit import RefitOptions, refit_experiment
@@ -140,7 +143,10 @@ def _refit(url: str, namespace: str, name: str, now: float, repeats: int) -> dic
     store = ParamStore.from_url(url, namespace=namespace)
     runs = []
     for _ in range(repeats):
-        store.clear_model_state(name)  # cold: compare data growth, not warm starts
+        if warm_from is None:
+            store.clear_model_state(name)  # cold: compare data growth, not warm starts
+        else:
+            store.save_model_state(name, warm_from["version"], warm_from["state"])
         cpu = time.process_time()
         record = refit_experiment(url, namespace, name, now=now, options=RefitOptions(activation_delay_s=0.0, force=True))
         if record.status.value != "published":

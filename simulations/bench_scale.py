@@ -10,8 +10,9 @@ draws; ``simulations.bench_refit.History``):
    period one by one in this process (one torch thread), through the process pool and as Ray tasks on a local
    Ray instance, each after an untimed warm-up; per-experiment refit times (their distribution is what the
    docs project throughput from), and Ray's own overhead per task, measured with no-op tasks.
-2. ``history``: one experiment refitted (cold, best of ``repeats``) after 1 day and after ``days`` days of
-   hourly windows, with the peak resident memory of this process after each.
+2. ``history``: one experiment refitted after 1 day and after ``days`` days of hourly windows, cold and
+   warm-started from the refit an hour before (as the hourly job does), best of ``repeats`` each, with the
+   optimiser's iteration counts and the peak resident memory of this process after each.
 3. ``serving``: ``bayesopt serve --workers 1`` on a store holding one experiment and on one holding
    ``--held`` experiments; the same closed-loop load as ``bench serving`` (parameter requests spread over every
    held experiment) on each: requests per second, p50 and p99 latency, and the worker's resident memory once
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesopt.rollup import ROLL_EVERY
 from param_store import EmbeddedRedis, ParamStore
 from simulations.bench_refit import FULL, HOUR, T0, History, _refit, bench_spec, write_result
 
@@ -121,7 +123,47 @@ def bench_executors(url: str, count: int, workers: int, skip: list[str], log) ->
     return out
 
 
+def fit_iterations(store: ParamStore, name: str, warm_from: dict[str, Any] | None) -> dict[str, Any]:
+    """Optimiser iterations and seconds of each metric's GP fit on the stored data, cold and from ``warm_from``.
+
+    The same fit as a refit's (``bayesopt.gp.maximise_likelihood`` on the pooled data), with a callback that
+    counts the optimiser's iterations (every attempt of its fallback loop together).
+    """
+    from bayesopt.gp import build_model, maximise_likelihood, warm_entry
+    from bayesopt.pooling import pool
+    from jobs.load import load_inputs
+
+    inputs = load_inputs(store, name)
+    pooled = pool(inputs.spec, inputs.table)
+    out: dict[str, Any] = {}
+    for metric, data in pooled.metrics.items():
+        entry: dict[str, Any] = {"arms": len(data.arm_ids), "median_var": float(np.median(data.var[1:]))}
+        starts = (("cold", None), ("warm", warm_entry(warm_from["state"], metric) if warm_from else None))
+        for kind, warm in starts:
+            steps: list[int] = []
+            t = time.perf_counter()
+            maximise_likelihood(build_model(data), metric, warm,
+                                optimizer_kwargs={"callback": lambda _params, result, steps=steps: steps.append(result.step)})
+            entry[kind] = {"iterations": len(steps), "fit_s": time.perf_counter() - t}
+        out[metric] = entry
+    return out
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    """Seconds, stage timings and rows of one untimed-role refit (from :func:`_refit`)."""
+    return {"total_s": result["total_s"], "timings": result["timings"], "rows": result["rows"]}
+
+
 def bench_history(url: str, days: int, repeats: int, log) -> dict[str, Any]:
+    """Refits after 1 and ``days`` days of hourly windows, cold and warm-started as the hourly job does.
+
+    The job passes the model state saved by the previous hour's refit as the warm start; so each day is refitted
+    once an hour before its last window (``hour_before``, cold; on the last day it rolls up every window but the
+    newest ``KEEP_WINDOWS``), that state is kept, the last window is added, and the refit is timed cold and then
+    warm from the kept state (best of ``repeats`` each). The optimiser's iteration counts of both starts come
+    with it (:func:`fit_iterations`). Last, a day more of windows and one refit that rolls that day up
+    (``daily_roll_up``: the cost one refit a day pays).
+    """
     store = ParamStore.from_url(url, namespace="bench")
     [warm] = _experiments(store, "history-warm-up", 1, seed=8)
     _refit(url, "bench", warm, T0 + 24 * HOUR, 1)  # the process's first fit pays one-off costs: not timed
@@ -129,16 +171,34 @@ def bench_history(url: str, days: int, repeats: int, log) -> dict[str, Any]:
     history = History(store, spec, SIZE["arms"], seed=7)
     out: dict[str, Any] = {"size": {**SIZE, "metrics": 3, "parameters": 6}, "repeats": repeats}
     for label, day in (("day_1", 1), (f"day_{days}", days)):
-        history.add_windows(day * 24 - history.windows)
-        result = _refit(url, "bench", spec.name, T0 + history.windows * HOUR, repeats)
-        result["windows"], result["peak_rss_mb"] = history.windows, _peak_rss_mb()
+        history.add_windows(day * 24 - 1 - history.windows)
+        before = _refit(url, "bench", spec.name, T0 + history.windows * HOUR, 1)  # the refit an hour before
+        hour_before = store.load_model_state(spec.name)
+        history.add_windows(1)
+        now = T0 + history.windows * HOUR
+        result: dict[str, Any] = {"windows": history.windows, "hour_before": _brief(before)}
+        for start, warm_from in (("cold", None), ("warm", hour_before)):
+            result[start] = _refit(url, "bench", spec.name, now, repeats, warm_from=warm_from)
+        result["rows"], result["peak_rss_mb"] = result["cold"]["rows"], _peak_rss_mb()
+        result["rollup_bytes"] = len(store.recent_observations(spec.name).rollup or b"")
+        result["fit_iterations"] = fit_iterations(store, spec.name, hour_before)
         out[label] = result
-        log(f"history: {label} ({history.windows} windows, {result['rows']} rows) refit {result['total_s']:.2f} s, "
-            f"peak RSS {result['peak_rss_mb']:.0f} MB")
-    last = out[f"day_{days}"]
-    out["last_over_first"] = last["total_s"] / out["day_1"]["total_s"]
+        log(f"history: {label} ({history.windows} windows, {result['rows']} rows) refit cold "
+            f"{result['cold']['total_s']:.2f} s, warm {result['warm']['total_s']:.2f} s, "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB; iterations cold/warm "
+            + ", ".join(f"{m} {e['cold']['iterations']}/{e['warm']['iterations']}"
+                        for m, e in result["fit_iterations"].items()))
+    history.add_windows(ROLL_EVERY)  # a day more: the next refit rolls that day up, as one a day does
+    rolling = _refit(url, "bench", spec.name, T0 + history.windows * HOUR, 1, warm_from=store.load_model_state(spec.name))
+    out["daily_roll_up"] = {"windows": history.windows, **_brief(rolling)}
+    log(f"history: the refit that rolls up a day ({history.windows} windows) {rolling['total_s']:.2f} s, "
+        f"load {rolling['timings']['load']:.2f} s")
+    first, last = out["day_1"], out[f"day_{days}"]
+    for start in ("cold", "warm"):
+        out[f"{start}_last_over_first"] = last[start]["total_s"] / first[start]["total_s"]
+    out["last_over_first"] = out["warm_last_over_first"]  # what the hourly job does
     out["last_within_1_5x_of_first"] = out["last_over_first"] <= 1.5
-    out["rss_growth_mb"] = last["peak_rss_mb"] - out["day_1"]["peak_rss_mb"]
+    out["rss_growth_mb"] = last["peak_rss_mb"] - first["peak_rss_mb"]
     return out
 
 

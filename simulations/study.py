@@ -545,7 +545,7 @@ def evaluate_goals(variant: str | None, rows: Sequence[Mapping[str, Any]], *, re
 
     others = [r for r in rows if r["policy"] != reference and "vs_reference" in r]
     if others:
-        worst = min(others, key=lambda r: r["vs_reference"]["lower"])
+        worst = min(others, key=lambda r: r["vs_reference"]["mean"])  # the closest competitor on mean regret
         c = worst["vs_reference"]
         goal(f"{reference} has the lowest mean cumulative regret",
              f"closest: {worst['policy']} {c['mean']:+.1f} %·h [{_bound(c['lower'])}, {_bound(c['upper'])}] (per {c['unit']})",

@@ -12,13 +12,21 @@ World: ``f(u) = sin(3 u_0) + 0.5 cos(4 u_1)`` on the unit square; 12 online arms
 Bounds: a simulator that is an exact affine copy has correlation 1, and 150 points with noise 0.05 against a
 signal sd of ~0.8 pin it down, so > 0.9; the useless one's learned correlation must sit well below the guard's
 floor of 0.3.
+
+Shared control noise: every online effect is an arm's mean minus the same control mean, so a control error
+``e`` shifts all of them by ``-e``. With the simulator's shape known (the affine copy), the 11 arms' own noise
+(sd 0.05) pins that shift down to ``0.05 / sqrt(11) = 0.015``, and the prior on it (the control's sd 0.1)
+shrinks it by ``0.1^2 / (0.1^2 + 0.015^2)``, about 2%: the mean held-out error must be at most 0.06 (the shift's
+3-sd bound plus the shrinkage, with room for the shape's own error) where the control's error is 0.2.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from bayesopt.device import as_tensor, to_numpy
 from bayesopt.gp import fit_model
 from bayesopt.guard import MIN_CORRELATION, decide, loo_score
 from bayesopt.multitask import SimulatorData, fit_multitask, summarise
@@ -33,14 +41,15 @@ def f(U: np.ndarray) -> np.ndarray:
     return np.sin(3 * U[:, 0]) + 0.5 * np.cos(4 * U[:, 1])
 
 
-def online_data(k: int = 12, seed: int = 0) -> MetricData:
+def online_data(k: int = 12, seed: int = 0, *, control_sd: float = 0.0, control_error: float = 0.0) -> MetricData:
+    """Effects of ``k`` arms against a control whose mean is off by ``control_error`` (its sd ``control_sd``)."""
     rng = np.random.default_rng(seed)
     X = np.vstack([[0.5, 0.5], rng.random((k - 1, 2))])
-    delta = f(X) - f(X[:1]) + rng.normal(0, SD, k)
+    delta = f(X) - f(X[:1]) + rng.normal(0, SD, k) - control_error
     delta[0] = 0.0
-    var = np.full(k, SD**2)
+    var = np.full(k, SD**2 + control_sd**2)
     var[0] = 1e-6
-    return MetricData("m", ["control"] + [f"a{i}" for i in range(k - 1)], X, delta, var, 1.0, 0.01, k)
+    return MetricData("m", ["control"] + [f"a{i}" for i in range(k - 1)], X, delta, var, 1.0, control_sd or 0.01, k)
 
 
 SIMULATORS = {
@@ -86,6 +95,15 @@ def test_too_few_online_arms_are_not_enough_to_trust_a_simulator() -> None:
     target = fit_multitask(online, simulator("good", n=60))
     decision = decide(loo_score(fit_model(online)), loo_score(target), target.correlation())
     assert not decision.use_multitask and decision.reason.startswith("only 3 online arms")
+
+
+def test_the_control_error_every_online_effect_shares_is_not_copied_into_predictions() -> None:
+    online = online_data(control_sd=0.1, control_error=0.2)
+    target = fit_multitask(online, simulator("good"))
+    U = np.random.default_rng(7).random((200, 2))
+    with torch.no_grad():
+        mean = to_numpy(target.posterior(as_tensor(U)).mean.squeeze(-1))
+    assert abs(np.mean(mean - (f(U) - f(online.X[:1])))) < 0.06
 
 
 def test_summarising_keeps_at_most_the_cap_and_preserves_precision() -> None:

@@ -1,6 +1,6 @@
 """The store's contract on a real three-master Redis Cluster: the ``{name}`` hash tags proven, not assumed.
 
-Every test of ``test_store.py`` and ``test_atomic_writes.py`` runs again here on a cluster client (``REDIS_URL=redis+cluster://...``), and
+Every test of ``test_store.py`` and ``test_atomic_writes.py`` (and the roll-up's store tests) runs again here on a cluster client (``REDIS_URL=redis+cluster://...``), and
 the tests below spread experiments over all three masters: reads across experiments, the refit lease, pub/sub
 announcements from any node, and a whole refit through the job on the cluster URL.
 """
@@ -18,6 +18,7 @@ from jobs.refit import RefitOptions, refit_experiment
 from jobs.runs import Reason, RunStatus
 from param_store import ParamStore, VersionWatcher, make_client
 from tests.factories import make_distribution, make_spec
+from tests.jobs import test_rollup
 from tests.jobs.helpers import launch, observe
 from tests.param_store import test_atomic_writes, test_store
 from tests.redis_cluster import RedisClusterProcesses
@@ -25,6 +26,11 @@ from tests.redis_cluster import RedisClusterProcesses
 # The single-server contract, collected again in this module, where `store` and `raw_redis` are the cluster's.
 for _module in (test_store, test_atomic_writes):
     globals().update({name: fn for name, fn in vars(_module).items() if name.startswith("test_")})
+# The roll-up's script moves rows between three keys of one experiment: its store-level tests run here too.
+ROLL_UP_TESTS = ("test_pooling_after_a_roll_up_equals_pooling_every_row",
+                 "test_a_second_roll_up_adds_to_the_first_and_a_late_batch_rebuilds_it",
+                 "test_a_roll_up_changes_nothing_when_a_batch_landed_since_the_read")
+globals().update({name: getattr(test_rollup, name) for name in ROLL_UP_TESTS})
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pandas as pd
 
 from bayesopt.drift import MetricGrid, split_tests
 from bayesopt.observation_table import param_column
-from bayesopt.pooling import window_deltas
+from bayesopt.window_differences import window_deltas
 from simulations.world import make_variant_world
 
 #: Arms (share_weight, apply_weight) and their sessions per window: three big, three tiny.

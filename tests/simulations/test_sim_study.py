@@ -134,6 +134,9 @@ def test_goals_are_judged_for_the_reference() -> None:
                      "worst single hour after launch (over all runs)": False,
                      "cumulative regret within 1.5x the control-share floor": False}
     assert analyse_variant(gp + close)["goals"][0]["passed"] is False
+    # the row names the closest competitor on mean regret, not the one with the widest interval
+    noisy = [_summary("uniform", s, r, 45.0 + 30 * (-1) ** (s + r)) for s in range(3) for r in range(2)]
+    assert analyse_variant(gp + close + noisy)["goals"][0]["value"].startswith("closest: utility")
     # after a shift: every run must be back within 12 hours
     shifted = [_summary("gp", s, 0, 40.0, variant="shift", hours_to_recover_1pct=h) for s, h in enumerate([3.0, 9.0])]
     goal = analyse_variant(shifted)["goals"][-1]

@@ -218,11 +218,10 @@ def split_tests(grid: MetricGrid, splits: list[int], earlier: EarlierWindows | N
 def change_p_values(d: np.ndarray, C: np.ndarray) -> dict[str, float]:
     """P-values of "no change" for ``k`` changes ``d`` with covariance ``C`` (``k x k``), by statistic; empty if
     ``C`` is not positive definite."""
-    try:
-        L = np.linalg.cholesky(C)
-    except np.linalg.LinAlgError:
+    whitened = _whiten(d, C)
+    if whitened is None:
         return {}
-    z = np.linalg.solve(L, d)  # k, whitened
+    L, z = whitened
     k = len(d)
     p = {"all": float(chi2.sf(float(z @ z), k))}
     if k > 1:
@@ -230,8 +229,18 @@ def change_p_values(d: np.ndarray, C: np.ndarray) -> dict[str, float]:
         p["common"] = float(chi2.sf(float(u @ z) ** 2 / float(u @ u), 1))
     if k > INFORMATIVE_ARMS:
         keep = np.argsort(np.diag(C), kind="stable")[:INFORMATIVE_ARMS]
-        p["informative"] = change_p_values(d[keep], C[np.ix_(keep, keep)]).get("all", 1.0)
+        sub = _whiten(d[keep], C[np.ix_(keep, keep)])
+        p["informative"] = 1.0 if sub is None else float(chi2.sf(float(sub[1] @ sub[1]), INFORMATIVE_ARMS))
     return p
+
+
+def _whiten(d: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(L, L^-1 d)`` with ``L`` the Cholesky factor of ``C``, or None if ``C`` is not positive definite."""
+    try:
+        L = np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:
+        return None
+    return L, np.linalg.solve(L, d)
 
 
 def most_likely_split(deltas: pd.DataFrame, earlier: Mapping[str, EarlierWindows] | None = None) -> DriftTest:

@@ -13,8 +13,10 @@ Steps, in order:
    that each posterior draw ranks best, not to whichever safe arm happened to win a few unrestricted draws;
    and once the best arms are certified, both frequencies agree and ``rho`` no longer matters.
 1. **Merge under the arm cap.** Winners are taken greedily by frequency; each kept arm absorbs the frequency of
-   every not-yet-kept winner within :data:`MERGE_STEPS` lattice steps of it (Chebyshev distance), until
-   ``policy.max_arms - 1`` arms are kept. Winners left over (far from every kept arm) are the mass the served
+   every not-yet-kept winner within :data:`MERGE_STEPS` lattice steps of it (Chebyshev distance) that is on the
+   same side of certification (step 4), until ``policy.max_arms - 1`` arms are kept. Certified and uncertified
+   arms are never merged: an uncertified winner just past the safe set's edge is what expands it, and folding
+   its traffic into the certified arm next to it would leave the edge unexplored for good. Winners left over (far from every kept arm) are the mass the served
    distribution cannot represent: it is reported, and only then spread over the kept arms in proportion.
 2. **Control share.** Non-control arms get ``(1 - control_share)`` times their frequency; control gets the rest,
    so it never falls below ``traffic.control_share``.
@@ -116,7 +118,8 @@ def explore_mix(exploit: np.ndarray, explore: np.ndarray, risk: np.ndarray, *, t
     return rho
 
 
-def merge_winners(wins: np.ndarray, grid: np.ndarray, max_arms: int, *, steps: int = MERGE_STEPS) -> tuple[np.ndarray, np.ndarray, float, float]:
+def merge_winners(wins: np.ndarray, grid: np.ndarray, max_arms: int, *, steps: int = MERGE_STEPS,
+                  classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Keep at most ``max_arms - 1`` winners plus control, each absorbing the winners near it.
 
     Args:
@@ -124,6 +127,7 @@ def merge_winners(wins: np.ndarray, grid: np.ndarray, max_arms: int, *, steps: i
         grid: ``N x d`` lattice indices of the candidates (control's row is never merged into).
         max_arms: the cap, control included.
         steps: merge radius in lattice steps.
+        classes: ``N`` labels; a winner is only merged into a kept arm of its own label (None: one label).
 
     Returns:
         Kept positions ``k`` (control first), their merged counts ``k``, the merged and the unrepresented share.
@@ -137,6 +141,8 @@ def merge_winners(wins: np.ndarray, grid: np.ndarray, max_arms: int, *, steps: i
         if len(kept) >= max_arms or not left[i]:
             continue
         near = left & (np.abs(grid - grid[i]).max(axis=1) <= steps)  # N, includes i itself
+        if classes is not None:
+            near &= classes == classes[i]
         near[0] = False
         kept.append(i)
         counts.append(float(wins[near].sum()))
@@ -241,7 +247,9 @@ def allocate(spec: ExperimentSpec, wins: np.ndarray, grid: np.ndarray, p_feasibl
         rho = explore_mix(exploit, freq, all_risk, traffic=1.0 - spec.traffic.control_share,
                           budget=policy.max_unsafe_share)
         freq = (1.0 - rho) * exploit + rho * freq
-    index, counts, merged, unrepresented = merge_winners(freq, grid, policy.max_arms)
+    certified = all_risk <= certified_risk(policy.max_unsafe_share)
+    index, counts, merged, unrepresented = merge_winners(freq, grid, policy.max_arms,
+                                                         classes=certified if spec.guardrails else None)
     weights = split_traffic(counts, spec.traffic.control_share)
     risk = all_risk[index]
     before = float(weights @ risk)

@@ -101,6 +101,20 @@ def test_merging_keeps_the_most_frequent_winners_and_absorbs_their_neighbours() 
     assert merged == pytest.approx(25 / 100) and unrepresented == pytest.approx(10 / 100)
 
 
+def test_an_uncertified_winner_is_not_merged_into_the_certified_arm_next_to_it() -> None:
+    """The safe set's edge: the certified arm at 10 wins most draws, the uncertified one at 11 (one step out)
+    wins the rest. Merged together, 11's traffic would be served at 10 and the edge never explored; with
+    classes they stay two arms, and a third certified winner at 12 still merges into 10."""
+    grid = np.array([[0], [10], [11], [12]])
+    wins = np.array([10, 60, 25, 5])
+    certified = np.array([True, True, False, True])
+    index, counts, merged, unrepresented = merge_winners(wins, grid, max_arms=3, classes=certified)
+    assert index.tolist() == [0, 1, 2] and counts.tolist() == [10, 65, 25]
+    assert merged == pytest.approx(5 / 100) and unrepresented == 0.0
+    index, counts, _, _ = merge_winners(wins, grid, max_arms=3)
+    assert index.tolist() == [0, 1] and counts.tolist() == [10, 90]
+
+
 def test_control_keeps_its_share_and_its_own_wins() -> None:
     weights = split_traffic(np.array([10, 30, 60]), control_share=0.2)
     np.testing.assert_allclose(weights, [0.2 + 0.8 * 0.1, 0.8 * 0.3, 0.8 * 0.6])

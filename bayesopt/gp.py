@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import gpytorch
+import numpy as np
 import torch
 from botorch.exceptions.warnings import OptimizationWarning
 from botorch.fit import fit_gpytorch_mll
@@ -26,12 +27,14 @@ from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.kernels import ScaleKernel
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
+from linear_operator.operators import RootLinearOperator
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior
 
 from bayesopt.device import as_tensor
 from bayesopt.errors import ModelFitError
-from bayesopt.pooling import MetricData
+from bayesopt.pooling import MAX_SHARED_NOISE_SHARE, MetricData
 
 STATE_VERSION = 1
 #: Exact Cholesky up to this many points (GPyTorch's default switches to CG at 800).
@@ -53,8 +56,9 @@ def exact_linalg() -> Iterator[None]:
 
 
 def build_model(data: MetricData) -> SingleTaskGP:
-    """An unfitted GP on ``data``: ``k x d`` inputs, ``k x 1`` pooled deltas and their variances."""
-    X, Y, Yvar = as_tensor(data.X), as_tensor(data.delta).unsqueeze(-1), as_tensor(data.var).unsqueeze(-1)
+    """An unfitted GP on ``data``: ``k x d`` inputs, ``k x 1`` pooled deltas and their :func:`fit_noise`."""
+    own, root = fit_noise(data)
+    X, Y, Yvar = as_tensor(data.X), as_tensor(data.delta).unsqueeze(-1), as_tensor(own).unsqueeze(-1)
     check_training_data(data.metric, X, Y, Yvar)
     Yvar = Yvar.clamp_min(min_known_noise(Y))
     d = X.shape[-1]
@@ -62,7 +66,46 @@ def build_model(data: MetricData) -> SingleTaskGP:
         get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False),
         outputscale_prior=GammaPrior(*OUTPUTSCALE_PRIOR),
     )
-    return SingleTaskGP(X, Y, train_Yvar=Yvar, covar_module=covar, outcome_transform=Standardize(m=1)).to(X)
+    if root is None:
+        return SingleTaskGP(X, Y, train_Yvar=Yvar, covar_module=covar, outcome_transform=Standardize(m=1)).to(X)
+    standardize = Standardize(m=1)
+    standardize(Y)  # the scale SingleTaskGP's own transform will find on the same Y
+    scale = standardize.stdvs.reshape(())
+    likelihood = CorrelatedNoiseLikelihood((Yvar.squeeze(-1) / scale**2), as_tensor(root) / scale)
+    return SingleTaskGP(X, Y, likelihood=likelihood, covar_module=covar, outcome_transform=Standardize(m=1)).to(X)
+
+
+def fit_noise(data: MetricData) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fit's known noise: ``k`` own variances and the ``k x W`` factor of the control error the arms share.
+
+    Every window's effect is an arm's mean minus that window's control mean, so arms served in the same window
+    share its control error (:attr:`MetricData.control_root`). Taken as independent noise, it would average away
+    across neighbouring arms, and a guardrail's limit between them would look far surer than it is: the control
+    share is the smallest arm of most hours, so its error is most of each effect's variance. Without a factor
+    (None) the variances are taken whole, as independent.
+    """
+    var = np.asarray(data.var, dtype=float)
+    root = data.control_root
+    if root is None or root.shape[1] == 0:
+        return var, None
+    own = var - (root**2).sum(axis=1)
+    own[0] = var[0]
+    return np.maximum(own, (1.0 - MAX_SHARED_NOISE_SHARE) * var), root
+
+
+class CorrelatedNoiseLikelihood(FixedNoiseGaussianLikelihood):
+    """Known noise ``diag(noise) + root root^T`` (standardised units) on the ``n`` training points; any other
+    set of points (predictions) gets none of it, as with BoTorch's fixed-noise likelihood."""
+
+    def __init__(self, noise: torch.Tensor, root: torch.Tensor) -> None:
+        super().__init__(noise=noise, learn_additional_noise=False)
+        self.register_buffer("noise_root", root)
+
+    def marginal(self, function_dist: Any, *params: Any, **kwargs: Any) -> Any:
+        out = super().marginal(function_dist, *params, **kwargs)
+        if out.mean.shape[-1] != self.noise_root.shape[-2]:
+            return out
+        return out.__class__(out.mean, out.lazy_covariance_matrix + RootLinearOperator(self.noise_root))
 
 
 def min_known_noise(Y: torch.Tensor) -> torch.Tensor:

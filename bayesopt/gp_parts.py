@@ -33,6 +33,8 @@ class GPParts:
         train_X: ``n x d'`` training inputs.
         targets: ``n`` standardised training targets; ``prior_mean``: their ``n`` prior means.
         noise: ``n`` known noise variances, standardised.
+        noise_root: ``n x r`` factor of the noise the training points share (standardised; None: independent):
+            the noise covariance is ``diag(noise) + noise_root noise_root^T`` (:func:`bayesopt.gp.fit_noise`).
         target_mean: the prior mean of the target (online) function at any input, standardised.
         scale, shift: the target's standardisation (original = standardised * scale + shift).
         task_column: candidates need the multi-task model's columns appended (:func:`model_inputs`).
@@ -49,6 +51,12 @@ class GPParts:
     shift: torch.Tensor
     task_column: bool
     target_rows: torch.Tensor
+    noise_root: torch.Tensor | None = None
+
+    def noise_matrix(self) -> torch.Tensor:
+        """The ``n x n`` noise covariance of the training points."""
+        out = torch.diag(self.noise)
+        return out if self.noise_root is None else out + self.noise_root @ self.noise_root.T
 
 
 def gp_parts(model: MetricModel) -> GPParts:
@@ -65,6 +73,7 @@ def gp_parts(model: MetricModel) -> GPParts:
             prior_mean=mu.expand(n), noise=model.likelihood.noise.detach().reshape(-1), target_mean=mu,
             scale=tf.stdvs.detach().reshape(()), shift=tf.means.detach().reshape(()), task_column=False,
             target_rows=torch.ones(n, dtype=torch.bool, device=train_X.device),
+            noise_root=getattr(model.likelihood, "noise_root", None),
         )
 
 

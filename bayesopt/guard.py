@@ -62,7 +62,7 @@ def loo_score(model: MetricModel) -> CVScore:
     """Leave-one-out scores of ``model`` on its online training points other than control (the first)."""
     parts = gp_parts(model)
     with torch.no_grad(), exact_linalg():
-        K = parts.kernel(parts.train_X).to_dense() + torch.diag(parts.noise)  # n x n
+        K = parts.kernel(parts.train_X).to_dense() + parts.noise_matrix()  # n x n
         K_inv = torch.cholesky_inverse(psd_safe_cholesky(K))
         alpha = K_inv @ (parts.targets - parts.prior_mean)  # n
         rows = torch.nonzero(parts.target_rows).flatten()[1:]  # online arms, control excluded

@@ -60,9 +60,6 @@ DISCREPANCY_SCALE_PRIOR = (1.5, 6.0)
 FIT_SIMULATOR_POINTS = 120
 #: L-BFGS steps per fit; a warm start converges in a fraction of them.
 MAX_FIT_STEPS = 150
-#: Largest share of an online arm's variance attributed to the control noise it shares with the other arms
-#: (several windows make the shared part only approximately the pooled control's; see :func:`shared_control_sd`).
-MAX_SHARED_NOISE_SHARE = 0.9
 #: Prior variance of the online task's slope on the simulator's fitted shape around the fitted slope
 #: (standardised units; 1 is as large as the slope itself), so the online arms decide how sure it is.
 SLOPE_PRIOR_VARIANCE = 1.0
@@ -205,15 +202,9 @@ def model_inputs(X: torch.Tensor, task: int = TARGET_TASK) -> torch.Tensor:
 
 
 def shared_control_sd(online: MetricData) -> np.ndarray:
-    """``k`` standard deviations of the control noise in each online effect (0 for control's anchor).
-
-    In one window an arm's effect variance is its own plus the control row's, ``baseline_se^2``, shared by every
-    arm. Over several windows the shared part is a weighted sum of each window's control error; the pooled
-    control's variance stands in for it, capped at :data:`MAX_SHARED_NOISE_SHARE` of the arm's variance.
-    """
-    shared = np.minimum(online.baseline_se**2, MAX_SHARED_NOISE_SHARE * online.var) if np.isfinite(online.baseline_se) else np.zeros_like(online.var)
-    shared[0] = 0.0
-    return np.sqrt(shared)
+    """``k`` standard deviations of the control noise in each online effect (0 for control's anchor), from
+    :meth:`MetricData.shared_control_variance`."""
+    return np.sqrt(online.shared_control_variance())
 
 
 class TargetTaskModel:

@@ -28,7 +28,7 @@ from scipy.stats import norm
 from bayesopt.allocation import Allocation, allocate, safe_set_risk
 from bayesopt.candidates import Candidates, build_candidates
 from bayesopt.device import as_tensor, seeded, to_numpy
-from bayesopt.diagnostics import arm_diagnostics, model_summary
+from bayesopt.diagnostics import arm_diagnostics, level_posterior, model_summary
 from bayesopt.distribution import CONTROL_ARM_ID, Arm, ParameterDistribution, normalize_weights
 from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import exact_linalg
@@ -131,25 +131,22 @@ def candidates_for(
 def safe_centers(spec: ExperimentSpec, pooled: PooledData, models: Mapping[str, MetricModel]) -> np.ndarray | None:
     """Unit points ``r x d``: control and the observed arms whose marginal probability of meeting every
     guardrail is at least ``policy.feasibility_threshold`` (the product over guardrails of ``Phi(slack / sd)``
-    at the arm, where its own data speak).
+    of the difference from control at the arm, where its own data speak).
 
     Without guardrails there is nothing to be safe from: None (the whole cube).
     """
     if not spec.guardrails:
         return None
     data = pooled.metrics[spec.objectives[0].metric]
-    X = data.X  # k x d, control among them
+    X = data.X  # k x d, control first
     p = np.ones(len(X))
     for g in spec.guardrails:
-        metric = pooled.metrics[g.metric]
-        with exact_linalg():
-            post = models[g.metric].posterior(as_tensor(X))
-            mean = to_numpy(post.mean.detach().squeeze(-1))
-            sd = np.sqrt(np.maximum(to_numpy(post.variance.detach().squeeze(-1)), 1e-300))
-        threshold = guard_threshold(g.bound, relative=g.relative, baseline=metric.baseline)
+        mean, sd = level_posterior(models[g.metric], X)
+        threshold = guard_threshold(g.bound, relative=g.relative, baseline=pooled.metrics[g.metric].baseline)
         slack = (mean - threshold) if g.is_lower else (threshold - mean)
-        p *= norm.cdf(slack / sd)
+        p *= norm.cdf(slack / np.maximum(sd, 1e-150))
     keep = p >= spec.policy.feasibility_threshold
+    keep[0] = False
     control = to_unit(spec, spec.control)[None, :]
     return np.vstack([control, X[keep]])
 

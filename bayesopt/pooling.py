@@ -54,6 +54,9 @@ ROLLUP_ATTR = "rollup"
 #: Variance of control's ``delta = 0`` anchor, relative to the smallest pooled arm variance: near-exact (the
 #: difference is zero by definition) while keeping the kernel matrix well conditioned.
 CONTROL_ANCHOR_RATIO = 1e-2
+#: Largest share of an arm's effect variance attributed to the control noise it shares with the other arms
+#: (several windows make the shared part only approximately the pooled control's).
+MAX_SHARED_NOISE_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,11 @@ class MetricData:
         baseline: the control arm's pooled level of the metric.
         baseline_se: standard error of ``baseline``.
         num_rows: table rows (arm and control) that went into this metric.
+        control_root: ``k x W`` factor of the error the arms share through control: every window's effect is
+            an arm's mean minus that window's control mean, so two arms served in window ``w`` share its control
+            error, and ``cov(delta_a, delta_b) = sum_w L_aw L_bw`` for ``a != b`` (row 0, control's anchor, is
+            zero). ``L_aw`` is the pooling weight of arm ``a``'s window ``w`` times that window's control error sd;
+            ``var - sum_w L_aw^2`` is the arm's own. None: the shared part is unknown (taken as independent).
     """
 
     metric: str
@@ -79,6 +87,21 @@ class MetricData:
     baseline: float
     baseline_se: float
     num_rows: int
+    control_root: np.ndarray | None = None
+
+    def shared_control_variance(self) -> np.ndarray:
+        """``k`` variances of the control noise each effect shares with every other arm's (0 for control's anchor).
+
+        Every effect is an arm's mean minus the same control mean, so their errors share ``-e_control``. In one
+        window that part of an arm's variance is the control row's; over several windows it is a weighted sum of
+        each window's control error, for which the pooled control's variance ``baseline_se^2`` stands in, capped
+        at :data:`MAX_SHARED_NOISE_SHARE` of the arm's variance.
+        """
+        if not np.isfinite(self.baseline_se):
+            return np.zeros_like(self.var)
+        shared = np.minimum(self.baseline_se**2, MAX_SHARED_NOISE_SHARE * self.var)
+        shared[0] = 0.0
+        return shared
 
 
 @dataclass(frozen=True)
@@ -198,6 +221,7 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame, rolled: Rollup | None = None
         arm_ids = [CONTROL_ARM_ID, *arm_rows["arm_id"]]
         X = np.stack([to_unit(spec, spec.control)] + [_unit(spec, params, positions[a]) for a in arm_rows["arm_id"]])
         var = unit**2 * arm_rows["var"].to_numpy(float)
+        root = control_root(deltas[deltas["metric"] == metric], decay_by_window, arm_ids, var / unit**2)
         out[metric] = MetricData(
             metric=metric,
             arm_ids=arm_ids,
@@ -207,9 +231,33 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame, rolled: Rollup | None = None
             baseline=baseline,
             baseline_se=baseline_se,
             num_rows=int(arm_rows["rows"].sum()) + control_rows,
+            control_root=unit * root,
         )
         used += out[metric].num_rows
     return PooledData(out, used, dropped, int(online["window"].max()), drift)
+
+
+def control_root(deltas: pd.DataFrame, decay_by_window: dict, arm_ids: list[str], pooled_var: np.ndarray) -> np.ndarray:
+    """The ``k x W`` factor :attr:`MetricData.control_root` of one metric, in the deltas' own units.
+
+    Args:
+        deltas: the metric's per-window rows of :func:`window_deltas` (``control_var`` is the window's control error).
+        decay_by_window: window number -> decay factor.
+        arm_ids: ``k`` ids, control first (its row stays zero).
+        pooled_var: ``k - 1`` pooled variances of the other arms (rolled-up windows included, which add to an
+            arm's own variance only: their control errors are summed away).
+    """
+    windows = np.sort(deltas["window"].unique())
+    col = {w: j for j, w in enumerate(windows)}
+    row = {a: i for i, a in enumerate(arm_ids)}
+    var_by_arm = dict(zip(arm_ids[1:], pooled_var, strict=True))
+    decay = np.array([decay_by_window[w] for w in deltas["window"]])
+    weight = decay / deltas["var"].to_numpy(float) * np.array([var_by_arm[a] for a in deltas["arm_id"]])  # pooling weight
+    root = np.zeros((len(arm_ids), len(windows)))
+    rows = np.array([row[a] for a in deltas["arm_id"]], dtype=np.int64)
+    cols = np.array([col[w] for w in deltas["window"]], dtype=np.int64)
+    np.add.at(root, (rows, cols), weight * np.sqrt(deltas["control_var"].to_numpy(float)))
+    return root
 
 
 def check_finite(table: pd.DataFrame) -> None:

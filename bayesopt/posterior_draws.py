@@ -56,9 +56,10 @@ class Conditioned:
         with torch.no_grad(), exact_linalg():
             self.train_X = parts.train_X  # n x d'
             self.noise = parts.noise  # n, standardised
+            self.noise_root = parts.noise_root  # n x r or None
             self.mu = parts.target_mean
             self.kernel = parts.kernel
-            knn = self.kernel(self.train_X).to_dense() + torch.diag(self.noise)
+            knn = self.kernel(self.train_X).to_dense() + parts.noise_matrix()
             self.chol = psd_safe_cholesky(knn)  # n x n
             self.k_cross = self.kernel(self.X, self.train_X).to_dense()  # N x n
             self.resid = parts.targets - parts.prior_mean  # n
@@ -126,6 +127,8 @@ class PathSampler:
             w = torch.randn(self.num_features, num, dtype=c.X.dtype, device=c.X.device)  # F x c
             eps = torch.randn(c.train_X.shape[0], num, dtype=c.X.dtype, device=c.X.device)
             eps = eps * c.noise.sqrt().unsqueeze(-1)  # n x c
+            if c.noise_root is not None:  # the noise the training points share
+                eps = eps + c.noise_root @ torch.randn(c.noise_root.shape[-1], num, dtype=c.X.dtype, device=c.X.device)
             errors = c.resid.unsqueeze(-1) - phi_n @ w - eps  # n x c
             v = torch.cholesky_solve(errors, c.chol)  # n x c
             f = phi_star.to(SAMPLE_DTYPE) @ w.to(SAMPLE_DTYPE) + self.k_cross @ v.to(SAMPLE_DTYPE)  # N x c

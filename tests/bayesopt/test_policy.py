@@ -172,15 +172,19 @@ def test_when_nothing_is_feasible_the_mass_goes_to_the_least_violating_region() 
 def test_a_relative_guardrail_moves_the_mass_when_control_level_moves() -> None:
     """Same differences between arms, control's guard level 5 or 20: the -1% floor becomes a drop of 0.05 or
     0.2, so the boundary moves from ``u_0 = 0.55`` to ``u_0 = 0.7`` and the mass, which sits at the boundary
-    (the objective peaks beyond it, at 0.85), must follow by about 0.15; we ask for 0.1 to leave a lattice step
-    and the posterior spread on each side."""
-    means = {}
-    for level in (5.0, 20.0):
-        spec, table, _ = _constrained_world(2, 128, level=level)
-        w, units = _mass(spec, propose(spec, table, version=5))
-        means[level] = float(w @ units[:, 0])
-        assert w[units[:, 0] <= 0.5 + 0.01 * level + 1e-9].sum() >= 0.9
-    assert means[20.0] - means[5.0] >= 0.1
+    (the objective peaks beyond it, at 0.85), must follow by about 0.15; we ask for 0.1 on average over three
+    worlds to leave a lattice step and the posterior spread on each side (one world's shift swings by about 0.03
+    with its control errors: 0.10, 0.16 and 0.13 measured)."""
+    shifts = []
+    for seed in (0, 1, 2):
+        means = {}
+        for level in (5.0, 20.0):
+            spec, table, _ = _constrained_world(2, 128, level=level, seed=seed)
+            w, units = _mass(spec, propose(spec, table, version=5))
+            means[level] = float(w @ units[:, 0])
+            assert w[units[:, 0] <= 0.5 + 0.01 * level + 1e-9].sum() >= 0.9
+        shifts.append(means[20.0] - means[5.0])
+    assert np.mean(shifts) >= 0.1, shifts
 
 
 def test_two_objectives_spread_the_mass_along_the_pareto_front() -> None:

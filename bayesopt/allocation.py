@@ -4,9 +4,10 @@ Glossary: ``N`` candidates (control at 0), ``k`` kept arms (control first), ``d`
 
 Steps, in order:
 
-0. **Exploit safely, explore within the budget.** Thompson sampling gives two winner frequencies: over every
-   candidate (``explore``) and over the safe set only (``exploit``: control and the candidates whose own risk
-   is at most :data:`CERTIFIED_BUDGET_SHARE` of ``policy.max_unsafe_share``, see :mod:`bayesopt.thompson`). The
+0. **Exploit safely, explore within the budget.** Thompson sampling gives two winner frequencies: over the
+   explore set (``explore``: control and the candidates whose own risk is at most :data:`EXPLORE_MAX_RISK`) and
+   over the safe set only (``exploit``: control and the candidates whose own risk is at most
+   :data:`CERTIFIED_BUDGET_SHARE` of ``policy.max_unsafe_share``, see :mod:`bayesopt.thompson`). The
    arms' frequencies are the mixture ``(1 - rho) exploit + rho explore`` with the largest ``rho`` in [0, 1]
    whose expected unsafe share fits the budget and whose traffic on uncertified arms fits the
    concentration cap (step 4). So the traffic the budget cannot spend on uncertain arms goes to the safe arm
@@ -57,6 +58,11 @@ WORST_HOUR_FACTOR = 2.0
 #: Certified arms (the safe set of step 0, the arms outside the concentration cap) have an own risk of at most
 #: this share of ``max_unsafe_share``.
 CERTIFIED_BUDGET_SHARE = 0.5
+#: The explore set's limit on a candidate's own risk, ``1 / WORST_HOUR_FACTOR``: the uncertified traffic the
+#: concentration cap allows (``WORST_HOUR_FACTOR`` budgets) then costs at most one budget in expectation, so
+#: exploring is limited by the cap rather than spent on arms more likely broken than not. An arm the
+#: constrained optimum's neighbourhood needs (on a guardrail's boundary, ``p_feasible`` about 0.5) stays in it.
+EXPLORE_MAX_RISK = 1.0 / WORST_HOUR_FACTOR
 
 
 @dataclass(frozen=True)
@@ -98,13 +104,18 @@ def safe_set_risk(spec: ExperimentSpec) -> float | None:
     return certified_risk(spec.policy.max_unsafe_share) if spec.guardrails else None
 
 
+def explore_set_risk(spec: ExperimentSpec) -> float | None:
+    """The explore set's limit on a candidate's own risk (None without guardrails: everything may be explored)."""
+    return EXPLORE_MAX_RISK if spec.guardrails else None
+
+
 def explore_mix(exploit: np.ndarray, explore: np.ndarray, risk: np.ndarray, *, traffic: float, budget: float) -> float:
     """The largest ``rho`` in [0, 1] for which ``traffic * ((1 - rho) exploit + rho explore)`` keeps both the
     expected unsafe share within ``budget`` and the traffic on uncertified arms within ``WORST_HOUR_FACTOR * budget``.
 
     Args:
         exploit: ``N`` frequencies (sum 1) of the safe-set winners.
-        explore: ``N`` frequencies (sum 1) of the unrestricted winners.
+        explore: ``N`` frequencies (sum 1) of the explore-set winners.
         risk: ``N`` probabilities of breaking a guardrail (0 for control).
         traffic: the share of traffic the arms besides control's floor get, ``1 - control_share``.
         budget: ``max_unsafe_share``.
@@ -235,8 +246,8 @@ def concentration_cap(weights: np.ndarray, risk: np.ndarray, budget: float) -> t
 
 def allocate(spec: ExperimentSpec, wins: np.ndarray, grid: np.ndarray, p_feasible: np.ndarray,
              safe_wins: np.ndarray | None = None) -> Allocation:
-    """Serving weights from TS ``wins`` and ``safe_wins`` (``N`` each, control at 0; None: no safe set), lattice
-    ``grid`` (``N x d``) and ``p_feasible`` (``N``)."""
+    """Serving weights from TS ``wins`` (over the explore set) and ``safe_wins`` (``N`` each, control at 0; None:
+    no safe set), lattice ``grid`` (``N x d``) and ``p_feasible`` (``N``)."""
     policy = spec.policy
     all_risk = 1.0 - np.asarray(p_feasible, dtype=float)
     all_risk[0] = 0.0

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from bayesopt.allocation import Allocation, allocate, safe_set_risk
+from bayesopt.allocation import Allocation, allocate, explore_set_risk, safe_set_risk
 from bayesopt.candidates import Candidates, build_candidates
 from bayesopt.device import as_tensor, seeded, to_numpy
 from bayesopt.diagnostics import arm_diagnostics, level_posterior, model_summary
@@ -92,9 +92,9 @@ class GPPolicy:
             t1 = time.perf_counter()
             cands = candidates_for(spec, pooled, models, previous, seed)
             result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws,
-                                     safe_risk=safe_set_risk(spec))
+                                     safe_risk=safe_set_risk(spec), explore_risk=explore_set_risk(spec))
             t2 = time.perf_counter()
-        alloc = allocate(spec, result.wins, snap(spec, cands.X), result.p_feasible, result.safe_wins)
+        alloc = allocate(spec, result.explore_wins, snap(spec, cands.X), result.p_feasible, result.safe_wins)
         arms, diagnostics = proposed_arms(spec, cands, alloc, result, models, pooled)
         for metric, report in fitted.simulator.items():
             diagnostics["models"][metric]["simulator"] = report

@@ -84,60 +84,60 @@ def objective_score(diff: torch.Tensor, problem: Problem) -> torch.Tensor:
 
 
 def constrained_winners(score: torch.Tensor, feasible: torch.Tensor, violation: torch.Tensor,
-                        eligible: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        eligible: torch.Tensor | None = None) -> torch.Tensor:
     """Constrained TS: the best feasible candidate per draw, or the least violating one when none is feasible.
 
     Args:
         score: ``c x N`` objective scores.
         feasible: ``c x N`` whether each candidate meets every guardrail in the draw.
         violation: ``c x N`` total scaled shortfall (0 where feasible).
-        eligible: ``N`` mask of the candidates the second winner may be (None: all); it must hold control.
+        eligible: ``N`` mask of the candidates the winner may be (None: all); it must hold control.
 
     Returns:
-        ``c`` winners over all candidates, and ``c`` over the eligible ones.
+        ``c`` winners among the eligible candidates.
     """
-    def winners(ok: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
-        best = score.masked_fill(~ok, float("-inf")).argmax(dim=-1)
-        return torch.where(ok.any(dim=-1), best, bad.argmin(dim=-1))
-
-    everyone = winners(feasible, violation)
-    if eligible is None:
-        return everyone, everyone
-    return everyone, winners(feasible & eligible, violation.masked_fill(~eligible, float("inf")))
+    ok = feasible if eligible is None else feasible & eligible
+    bad = violation if eligible is None else violation.masked_fill(~eligible, float("inf"))
+    best = score.masked_fill(~ok, float("-inf")).argmax(dim=-1)
+    return torch.where(ok.any(dim=-1), best, bad.argmin(dim=-1))
 
 
-def utility_winners(score: torch.Tensor, slack: torch.Tensor,
-                    eligible: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def utility_winners(score: torch.Tensor, slack: torch.Tensor, eligible: torch.Tensor | None = None) -> torch.Tensor:
     """Utility TS: maximise ``score + lambda * sum_i sigmoid(slack_i / eps)`` (``slack``: ``c x N x G``); returns
-    the ``c`` winners over all candidates and over ``eligible`` as above."""
+    the ``c`` winners among ``eligible`` (None: all)."""
     utility = score + UTILITY_LAMBDA * torch.sigmoid(slack / UTILITY_EPS).sum(dim=-1)
-    everyone = utility.argmax(dim=-1)
-    if eligible is None:
-        return everyone, everyone
-    return everyone, utility.masked_fill(~eligible, float("-inf")).argmax(dim=-1)
+    if eligible is not None:
+        utility = utility.masked_fill(~eligible, float("-inf"))
+    return utility.argmax(dim=-1)
 
 
 @dataclass(frozen=True)
 class Selection:
-    """One block's choices: ``winners`` (``c``) over every candidate, ``safe_winners`` (``c``) over the eligible
-    (safe) ones only, and the ``c x N`` feasibility mask."""
+    """One block's choices: ``winners`` (``c``) over every candidate, ``safe_winners`` and ``explore_winners``
+    (``c`` each) over the safe and the explorable candidates only, and the ``c x N`` feasibility mask."""
 
     winners: torch.Tensor
     safe_winners: torch.Tensor
+    explore_winners: torch.Tensor
     feasible: torch.Tensor
 
 
-def select(draws: torch.Tensor, problem: Problem, eligible: torch.Tensor | None = None) -> Selection:
-    """Winners of a block of draws (``c x N x m``, deltas from control), over all candidates and over ``eligible``
-    (``N`` mask, control included; None: the same as all)."""
+def select(draws: torch.Tensor, problem: Problem, eligible: torch.Tensor | None = None,
+           explorable: torch.Tensor | None = None) -> Selection:
+    """Winners of a block of draws (``c x N x m``, deltas from control), over all candidates, over ``eligible``
+    and over ``explorable`` (``N`` masks, control included; None: the same as all)."""
     diff = draws - draws[:, :1, :]  # candidate 0 is control: compare within the same draw
     slack = slacks(diff, problem)
     score = objective_score(diff, problem)
     feasible = (slack >= 0).all(dim=-1)  # c x N
-    if eligible is not None and bool(eligible.all()):
-        eligible = None
-    if problem.method == "utility_ts":
-        winners, safe = utility_winners(score, slack, eligible)
-    else:
-        winners, safe = constrained_winners(score, feasible, (-slack).clamp_min(0).sum(dim=-1), eligible)
-    return Selection(winners, safe, feasible)
+    violation = (-slack).clamp_min(0).sum(dim=-1)
+
+    def winners(mask: torch.Tensor | None) -> torch.Tensor:
+        if problem.method == "utility_ts":
+            return utility_winners(score, slack, mask)
+        return constrained_winners(score, feasible, violation, mask)
+
+    everyone = winners(None)
+    masks = [None if m is None or bool(m.all()) else m for m in (eligible, explorable)]
+    safe, explore = (everyone if m is None else winners(m) for m in masks)
+    return Selection(everyone, safe, explore, feasible)

@@ -3,9 +3,10 @@
 The result is the winners' frequencies (the serving distribution before capping) and, per candidate, its
 probability of meeting every guardrail. That probability is exact: the metrics are modelled independently, so
 it is the product over guardrails of ``Phi(slack / sd)`` of the exact posterior marginals of the difference
-from control. With a risk limit, each draw also picks a second winner among the *safe set*: control and the
-candidates whose probability of breaking a guardrail is at most that limit (what the allocation exploits;
-the unrestricted winners are what it explores with). Draws are processed in blocks so memory stays bounded at
+from control. With risk limits, each draw also picks a winner among the *safe set* (control and the
+candidates whose probability of breaking a guardrail is at most the safe limit: what the allocation exploits)
+and one among the *explore set* (the same with a looser limit: what it explores with). The unrestricted
+winners give ``p_best``. Draws are processed in blocks so memory stays bounded at
 any ``s``.
 """
 
@@ -34,6 +35,7 @@ class SamplingResult:
     Attributes:
         wins: ``N`` number of draws each candidate won.
         safe_wins: ``N`` number of draws each candidate won among the safe set (equal to ``wins`` without a limit).
+        explore_wins: ``N`` number of draws each candidate won among the explore set (``wins`` without a limit).
         p_feasible: ``N`` exact posterior probabilities of meeting every guardrail.
         no_feasible: number of draws in which no candidate was feasible.
         num_draws: ``s``.
@@ -44,6 +46,7 @@ class SamplingResult:
 
     wins: np.ndarray
     safe_wins: np.ndarray
+    explore_wins: np.ndarray
     p_feasible: np.ndarray
     no_feasible: int
     num_draws: int
@@ -99,6 +102,7 @@ def thompson_sample(
     num_features: int = NUM_FEATURES,
     screening: bool = True,
     safe_risk: float | None = None,
+    explore_risk: float | None = None,
 ) -> SamplingResult:
     """Run ``num_draws`` draws of constrained (or utility) Thompson sampling over candidates ``X``.
 
@@ -113,6 +117,7 @@ def thompson_sample(
         screening: drop candidates that cannot win (:mod:`bayesopt.screening`) before drawing.
         safe_risk: the safe set's limit on a candidate's probability of breaking a guardrail (None: no safe set,
             ``safe_wins == wins``).
+        explore_risk: the explore set's limit, at least ``safe_risk`` (None: ``explore_wins == wins``).
 
     Uses torch's global generator: wrap the call in :func:`bayesopt.device.seeded` for reproducibility.
     """
@@ -123,26 +128,30 @@ def thompson_sample(
     marginals = [c.marginals() for c in conds]
     p_feasible = marginal_feasibility(problem, marginals)  # N
     N = len(X)
-    safe = (1.0 - p_feasible <= safe_risk) if safe_risk is not None else torch.ones(N, dtype=torch.bool, device=Xt.device)
-    safe[0] = True
+
+    def within(limit: float | None) -> torch.Tensor:
+        mask = (1.0 - p_feasible <= limit) if limit is not None else torch.ones(N, dtype=torch.bool, device=Xt.device)
+        mask[0] = True
+        return mask
+
+    safe, explorable = within(safe_risk), within(explore_risk)
     keep = torch.arange(N, device=Xt.device)
-    if screening:  # what can win among all candidates, and what can win among the safe ones
+    if screening:  # what can win among all candidates, and what can win within each restricted set
         keep = screen(problem, marginals)
-        if not bool(safe.all()):
-            safe_idx = torch.nonzero(safe).squeeze(-1)
-            safe_keep = safe_idx[screen(problem, [tuple(t[safe_idx] for t in m) for m in marginals])]
-            keep = torch.unique(torch.cat([keep, safe_keep]))
+        for mask in (safe, explorable):
+            if not bool(mask.all()):
+                idx = torch.nonzero(mask).squeeze(-1)
+                keep = torch.unique(torch.cat([keep, idx[screen(problem, [tuple(t[idx] for t in m) for m in marginals])]]))
     samplers = [make_sampler(c.subset(keep), num_features=num_features) for c in conds]
-    eligible = safe[keep]
-    wins = torch.zeros(N, dtype=torch.long, device=Xt.device)
-    safe_wins = torch.zeros(N, dtype=torch.long, device=Xt.device)
+    eligible, explore_eligible = safe[keep], explorable[keep]
+    counts = [torch.zeros(N, dtype=torch.long, device=Xt.device) for _ in range(3)]  # wins, safe, explore
     no_feasible = 0
     for draws in joint_draws(samplers, num_draws, block=block):
-        chosen = select(draws, problem, eligible)  # indices into keep
-        wins.index_add_(0, keep, torch.bincount(chosen.winners, minlength=len(keep)))
-        safe_wins.index_add_(0, keep, torch.bincount(chosen.safe_winners, minlength=len(keep)))
+        chosen = select(draws, problem, eligible, explore_eligible)  # indices into keep
+        for count, winners in zip(counts, (chosen.winners, chosen.safe_winners, chosen.explore_winners), strict=True):
+            count.index_add_(0, keep, torch.bincount(winners, minlength=len(keep)))
         no_feasible += int((~chosen.feasible.any(dim=-1)).sum())
     kind = "pathwise" if any(isinstance(s, PathSampler) for s in samplers) else "exact"
-    return SamplingResult(to_numpy(wins).astype(np.int64), to_numpy(safe_wins).astype(np.int64),
-                          to_numpy(p_feasible).astype(float), no_feasible, num_draws, int(len(keep)), kind,
-                          to_numpy(safe).astype(bool))
+    wins, safe_wins, explore_wins = (to_numpy(c).astype(np.int64) for c in counts)
+    return SamplingResult(wins, safe_wins, explore_wins, to_numpy(p_feasible).astype(float), no_feasible, num_draws,
+                          int(len(keep)), kind, to_numpy(safe).astype(bool))

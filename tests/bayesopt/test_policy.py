@@ -33,7 +33,9 @@ from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import fit_models
 from bayesopt.lattice import parse_arm_id
 from bayesopt.launch_design import launch_prior_risk
-from bayesopt.policy import GPPolicy
+from bayesopt.device import seeded
+from bayesopt.policy import GPPolicy, candidates_for
+from bayesopt.thompson import thompson_sample
 from bayesopt.pooling import pool
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, non_control, simulate, unit_of
 
@@ -150,23 +152,26 @@ def test_dense_data_puts_the_mass_on_the_known_constrained_optimum(d: int, n_arm
     assert len(proposal.distribution.arms) <= spec.policy.max_arms
 
 
-def test_when_nothing_is_feasible_the_mass_goes_to_the_least_violating_region() -> None:
-    """A +8% floor is out of reach (the best is +5% at ``u_0 = 0``): violation falls with ``u_0``.
+def test_when_nothing_is_feasible_every_member_gets_control() -> None:
+    """A +8% floor is out of reach (the best is +5% at ``u_0 = 0``): every arm surely breaks it.
 
-    Every arm is unsafe, so the safe set is control alone and the risk budget leaves ``max_unsafe_share`` of
-    traffic on the unrestricted winners (``explore_mix`` below one) and the rest on control; what is left sits in the least-violating column ``u_0 <= 2/32`` (two lattice steps of slack: the
-    guard's posterior sd between neighbouring columns is about its 0.035 pooled standard error, comparable to
-    the 0.03 step in violation, so the nearest columns also win some draws).
+    The safe set is control alone, and so is the explore set (every arm is more likely broken than not), so no
+    budget is spent on arms that would break the guardrail for nearly every member served; the draws' winners
+    still say where the least violating region is (``p_best`` at ``u_0 <= 2/32``: two lattice steps of slack,
+    the guard's posterior sd between neighbouring columns is about the 0.03 step in violation).
     """
     spec, table, _ = _constrained_world(2, 128, lower=0.08)
     proposal = propose(spec, table, version=5)
     diag = proposal.distribution.diagnostics
     assert diag["draws_without_feasible"] == spec.policy.num_draws
-    assert diag["risk"]["safe_candidates"] == 0
-    assert diag["risk"]["explore_mix"] < 1 and diag["risk"]["expected_unsafe_share"] <= spec.policy.max_unsafe_share + 1e-9
-    assert proposal.distribution.control_arm.weight == pytest.approx(1 - spec.policy.max_unsafe_share)
-    w, units = _mass(spec, proposal)
-    assert w[units[:, 0] <= 2 / 32 + 1e-9].sum() >= 0.9
+    assert diag["risk"]["safe_candidates"] == 0 and diag["risk"]["expected_unsafe_share"] == 0.0
+    assert proposal.distribution.control_arm.weight == pytest.approx(1.0)
+    pooled = pool(spec, table)
+    with seeded(0):
+        models = fit_models(pooled.metrics)
+        cands = candidates_for(spec, pooled, models, None, 0)
+        result = thompson_sample(models, pooled.metrics, spec, cands.X, 1000)
+    assert result.wins[cands.X[:, 0] <= 2 / 32 + 1e-9].sum() >= 0.9 * 1000
 
 
 def test_a_relative_guardrail_moves_the_mass_when_control_level_moves() -> None:

@@ -133,3 +133,18 @@ def test_safe_winners_are_certified_and_without_a_limit_equal_the_winners() -> N
     assert limited.wins[~certified].sum() > 0  # the unrestricted draws do pick uncertain arms here
     assert (plain.safe_wins == plain.wins).all() and plain.safe.all()
     np.testing.assert_array_equal(limited.wins, plain.wins)  # the safe set does not change the unrestricted draws
+
+
+def test_explore_winners_stay_within_the_explore_limit_and_leave_the_other_draws_alone() -> None:
+    spec, pooled, models, X = _guarded_world()
+    with seeded(3):
+        limited = thompson_sample(models, pooled.metrics, spec, X, 2000, safe_risk=0.025, explore_risk=0.5)
+    with seeded(3):
+        plain = thompson_sample(models, pooled.metrics, spec, X, 2000, safe_risk=0.025)
+    explorable = 1 - limited.p_feasible <= 0.5
+    explorable[0] = True
+    assert 1 < explorable.sum() < len(X) and limited.wins[~explorable].sum() > 0  # the limit binds here
+    assert limited.explore_wins[~explorable].sum() == 0 and limited.explore_wins.sum() == 2000
+    np.testing.assert_array_equal(limited.wins, plain.wins)
+    np.testing.assert_array_equal(limited.safe_wins, plain.safe_wins)
+    assert (plain.explore_wins == plain.wins).all()

@@ -31,7 +31,6 @@ Rows whose window has no control row for the metric cannot be compared and are r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,11 +41,9 @@ from bayesopt.errors import ModelFitError
 from bayesopt.lattice import to_unit
 from bayesopt.noise import row_variances
 from bayesopt.observation_table import param_column
+from bayesopt.rollup import KEEP_WINDOWS, Rollup
 from bayesopt.spec import ExperimentSpec
 from bayesopt.window_differences import absolute_metrics, modelled_metrics, window_deltas
-
-if TYPE_CHECKING:
-    from bayesopt.rollup import Rollup
 
 #: Key of ``DataFrame.attrs`` under which a model table carries the roll-up of its older windows.
 ROLLUP_ATTR = "rollup"
@@ -76,7 +73,11 @@ class MetricData:
             an arm's mean minus that window's control mean, so two arms served in window ``w`` share its control
             error, and ``cov(delta_a, delta_b) = sum_w L_aw L_bw`` for ``a != b`` (row 0, control's anchor, is
             zero). ``L_aw`` is the pooling weight of arm ``a``'s window ``w`` times that window's control error sd;
-            ``var - sum_w L_aw^2`` is the arm's own. None: the shared part is unknown (taken as independent).
+            ``var - sum_w L_aw^2`` is the arm's own. The factor covers the newest ``KEEP_WINDOWS`` windows
+            (``bayesopt.rollup``): older ones may be rolled up into sums that no longer say which window an error
+            came from, so their control errors count as each arm's own whether or not they are rolled up yet
+            (the same model either way, and at most ``k x KEEP_WINDOWS`` numbers). None: the shared part is
+            unknown (taken as independent).
     """
 
     metric: str
@@ -221,7 +222,8 @@ def pool(spec: ExperimentSpec, table: pd.DataFrame, rolled: Rollup | None = None
         arm_ids = [CONTROL_ARM_ID, *arm_rows["arm_id"]]
         X = np.stack([to_unit(spec, spec.control)] + [_unit(spec, params, positions[a]) for a in arm_rows["arm_id"]])
         var = unit**2 * arm_rows["var"].to_numpy(float)
-        root = control_root(deltas[deltas["metric"] == metric], decay_by_window, arm_ids, var / unit**2)
+        recent = (deltas["metric"] == metric) & (deltas["window"] > int(online["window"].max()) - KEEP_WINDOWS)
+        root = control_root(deltas[recent], decay_by_window, arm_ids, var / unit**2)
         out[metric] = MetricData(
             metric=metric,
             arm_ids=arm_ids,

@@ -103,8 +103,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print()
     print(f"best feasible arm {result.optimum['values']}: {s['best_feasible_lift_pct']:+.2f}% engaged sessions "
           f"vs control (found by exhaustive search of the true metrics)")
-    print(f"{args.policy} after {s['hours']} h: served mix {s['final_lift_pct']:+.2f}% vs control, most-served arm "
-          f"{s['top_arm']} {s['top_arm_lift_pct']:+.2f}% ({'meets' if s['top_arm_feasible'] else 'breaks'} the guardrails), "
+    top = ("no arm besides control served in the last hour" if s["top_arm"] is None
+           else f"most-served arm {s['top_arm']} {s['top_arm_lift_pct']:+.2f}% "
+                f"({'meets' if s['top_arm_feasible'] else 'breaks'} the guardrails)")
+    print(f"{args.policy} after {s['hours']} h: served mix {s['final_lift_pct']:+.2f}% vs control, {top}, "
           f"{s['unsafe_after_launch_pct']:.1f}% of traffic after launch on guardrail-breaking arms")
     print()
     print(table)

@@ -280,7 +280,9 @@ class HourRecord:
     the policy's ``p_feasible`` and ``p_best`` for it (None when its diagnostics have none); ``refit`` is the
     refit job's run record, summarised; ``world_hour`` is the middle of the hour on the world's clock (hours
     since midnight of the first day); ``risk`` and ``drift`` are the served version's ``diagnostics["risk"]`` and
-    ``diagnostics["drift"]`` (None if absent).
+    ``diagnostics["drift"]`` (None if absent); ``models`` names the model each of its metrics was drawn from
+    (``online`` or ``multitask``: the guard's choice, ``diagnostics["models"][m]["simulator"]``; None when the
+    version has no model diagnostics, as the launch design and the baselines).
     """
 
     step: int
@@ -299,11 +301,12 @@ class HourRecord:
     world_hour: float | None = None
     risk: dict[str, Any] | None = None
     drift: dict[str, Any] | None = None
+    models: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {k: getattr(self, k) for k in (
             "step", "time", "hour_of_day", "world_hour", "version", "members", "rows_posted", "outcomes_posted",
-            "arms", "cumulative_regret", "cumulative_relative_regret", "refit", "seconds", "risk", "drift")}
+            "arms", "cumulative_regret", "cumulative_relative_regret", "refit", "seconds", "risk", "drift", "models")}
         doc["metrics"] = self.metrics.to_dict()
         return doc
 
@@ -486,6 +489,7 @@ def run_closed_loop(
                     ]
                     risk = (dist.diagnostics or {}).get("risk")
                     drift = (dist.diagnostics or {}).get("drift")
+                    models = served_models(dist.diagnostics)
                     t4 = time.perf_counter()
                     record = refit_experiment(store, namespace, spec.name, now=t_start + HOUR_S, policy=policy,
                                               options=options)
@@ -501,7 +505,7 @@ def run_closed_loop(
                         seconds={"serve": t1 - t0, "simulate": t2 - t1, "observe": t3 - t2, "judge": t4 - t3,
                                  "refit": t5 - t4},
                         world_hour=world_hour, risk=dict(risk) if isinstance(risk, Mapping) else None,
-                        drift=dict(drift) if isinstance(drift, Mapping) else None,
+                        drift=dict(drift) if isinstance(drift, Mapping) else None, models=models,
                     )
                     records.append(hour_record)
                     if bar is not None:
@@ -524,6 +528,14 @@ def run_closed_loop(
                  "control": dict(zip(world.metric_names, world.truth(spec, after).control.tolist(), strict=True))}
     return LoopResult(config=config, spec=spec, optimum=_optimum_doc(optimum), control=control, hours=records,
                       wall_s=time.perf_counter() - started, final_version=final_version, shift=shift)
+
+
+def served_models(diagnostics: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Per metric, the model a version's draws came from (``online`` unless the guard picked ``multitask``)."""
+    models = (diagnostics or {}).get("models")
+    if not isinstance(models, Mapping):
+        return None
+    return {m: str(((d or {}).get("simulator") or {}).get("model", "online")) for m, d in models.items()}
 
 
 def _optimum_doc(optimum: Any) -> dict[str, Any]:

@@ -81,6 +81,8 @@ def test_metrics_are_recorded_per_hour(gp_run) -> None:
         assert m.num_arms == len([a for a in h.arms if a["weight"] > 0])
     np.testing.assert_allclose([h.cumulative_relative_regret for h in result.hours],
                                np.cumsum([h.metrics.relative_regret for h in result.hours]))
+    assert result.hours[0].models is None  # the launch design fits no model
+    assert all(h.models == dict.fromkeys(("engaged_sessions", "shares", "applies"), "online") for h in result.hours[1:])
     # the launch hour is judged by the truth: the best feasible arm beats control, so serving control costs
     assert result.optimum["relative"]["engaged_sessions"] > 0
 

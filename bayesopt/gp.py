@@ -28,9 +28,9 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.kernels import ScaleKernel
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
-from linear_operator.operators import RootLinearOperator
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior
+from linear_operator.operators import RootLinearOperator
 
 from bayesopt.device import as_tensor
 from bayesopt.errors import ModelFitError

@@ -27,16 +27,16 @@ import numpy as np
 import pytest
 from scipy.stats import qmc
 
+from bayesopt.device import seeded
 from bayesopt.diagnostics import level_posterior
 from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.errors import InsufficientDataError
 from bayesopt.gp import fit_models
 from bayesopt.lattice import parse_arm_id
 from bayesopt.launch_design import launch_prior_risk
-from bayesopt.device import seeded
 from bayesopt.policy import GPPolicy, candidates_for
-from bayesopt.thompson import thompson_sample
 from bayesopt.pooling import pool
+from bayesopt.thompson import thompson_sample
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, non_control, simulate, unit_of
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

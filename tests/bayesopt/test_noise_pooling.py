@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesopt.noise import PRIOR_COUNT, pooled_rate, rate_floor, row_variances
+from bayesopt.noise import pooled_rate, rate_variance, row_variances
 from bayesopt.pooling import CONTROL_ANCHOR_RATIO, pool, window_decay
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, simulate
 
@@ -18,17 +18,37 @@ def _table(spec, rows):
     return frame
 
 
-def test_rate_floor_is_positive_for_zero_successes_and_shrinks_toward_pooled_rate() -> None:
-    count, mean = np.array([3.0]), np.array([0.0])
-    floor = rate_floor(count, mean, pooled_rate=0.1)
-    shrunk = PRIOR_COUNT * 0.1 / (3 + PRIOR_COUNT)  # 0.04
-    assert floor[0] == pytest.approx(shrunk * (1 - shrunk) / (3 + PRIOR_COUNT))
-    assert floor[0] > 0
+def test_a_window_without_events_gets_the_binomial_variance_at_controls_rate() -> None:
+    """0 events in 57 sessions while control runs at 0.09: variance 0.09 * 0.91 / 57 (the row's own rate gives
+    0, the old floor at the pooled rate sd 0.0075: 25 times the weight). Control's row keeps its own rate."""
+    spec = make_spec(metrics=(("obj", "mean"), ("guard", "rate")))
+    table = _table(spec, [(1, "control", "guard", 4000, 0.09, 0.0045, 0.5, 0.5), (1, "a", "guard", 57, 0.0, 0.0, 0.1, 0.1)])
+    assert row_variances(spec, table).tolist() == pytest.approx([0.09 * 0.91 / 4000, 0.09 * 0.91 / 57])
+    assert rate_variance(np.array([1e6]), np.array([0.3]))[0] == pytest.approx(0.3 * 0.7 / 1e6)
 
 
-def test_rate_floor_approaches_binomial_variance_for_large_counts() -> None:
-    count, mean = np.array([1e6]), np.array([0.3])
-    assert rate_floor(count, mean, 0.5)[0] == pytest.approx(0.3 * 0.7 / 1e6, rel=1e-4)
+def test_an_arm_served_in_small_windows_pools_to_an_unbiased_effect() -> None:
+    """An arm at control's applies rate (0.1), 30 sessions in each of 48 windows, control 3,000 a window. Over
+    400 seeds the pooled relative effect must average 0: its per-seed sd is ``sqrt(0.09 / 30) / 0.1 / sqrt(48)``
+    = 0.079, so the mean of 400 has sd 0.0040 and 4 sd is 0.016. Windows with 0 or 1 events weighed most under
+    the old floor (variance from the row's own rate): mean -0.40 and mean squared z 56; shrinking the row's rate
+    toward control's by 10 expected events still gave -0.06. The reported variance must also match the
+    spread: the mean squared z over 400 seeds lies in [0.80, 1.22] (chi-square 400 dof, 0.1% each side)."""
+    spec = make_spec(metrics=(("obj", "rate"), ("guard", "rate")), guardrails=({"metric": "guard", "lower": -0.5, "relative": True},))
+    rng = np.random.default_rng(0)
+    deltas, z2 = [], []
+    for _ in range(400):
+        rows = []
+        for w in range(1, 49):
+            for arm, n, x in (("control", 3000, 0.5), ("a", 30, 0.1)):
+                rate = rng.binomial(n, 0.1) / n
+                rows += [(w, arm, m, n, rate, np.sqrt(rate * (1 - rate) / n), x, x) for m in ("obj", "guard")]
+        data = pool(spec, _table(spec, rows)).metrics["guard"]
+        rel, sd = data.delta[1] / data.baseline, np.sqrt(data.var[1]) / data.baseline
+        deltas.append(rel)
+        z2.append((rel / sd) ** 2)
+    assert abs(np.mean(deltas)) < 0.016, np.mean(deltas)
+    assert 0.80 < np.mean(z2) < 1.22, np.mean(z2)
 
 
 def test_pooled_rate_never_hits_zero_or_one() -> None:

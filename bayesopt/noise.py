@@ -3,22 +3,24 @@
 A window's arm may have a handful of sessions: a rate of 0/3 has a sample variance of zero, and a GP that is
 told an observation is exact will bend through it. Each row's squared standard error is therefore floored:
 
-- ``rate`` metrics (a share of sessions, one Bernoulli outcome each): ``c (1 - c) / n``, the binomial variance
-  at ``c``, control's rate in the same window (for control's own rows their rate; the metric's pooled rate
-  ``p0`` where that is 0 or 1). This *replaces* the observed ``std_error**2``: a binomial row's sample
-  variance is a function of its own mean, and pooling windows by inverse variance then over-weights the windows
-  that happened to see few events. 0 applies in 57 sessions has a sample variance of zero and, floored at the
+- ``rate`` metrics (a share of sessions, one Bernoulli outcome each): an arm's row gets ``c (1 - c) / n``, the
+  binomial variance at ``c``, control's rate in the same window. This *replaces* the observed ``std_error**2``:
+  a binomial row's sample variance is a function of its own mean, and pooling windows by inverse variance then
+  over-weights the windows that happened to see few events. 0 applies in 57 sessions has a sample variance of zero and, floored at the
   pooled rate, weighed 25 times a typical window: an arm at control's rate served 30 sessions in each of 48
   windows pooled to -40% (mean over 400 seeds, test_noise_pooling), and even shrinking the row's rate toward
   control's by 10 expected events left -6%. Any weight that moves with the row's own rate biases the pooled
   effect by about ``-1 / (expected events per window)``: -0.3% for windows of 300 events, on a guardrail with
-  a 1% limit a third of the margin. Taken at control's rate, the weights follow session counts
-  and control's level only; an arm whose rate is far from control's has its noise misstated in proportion
-  (by 10% for a 10% effect), not biased.
+  a 1% limit a third of the margin. Taken at control's rate, the weights follow session counts and control's
+  level only; an arm whose rate is far from control's has its noise misstated in proportion
+  (by 10% for a 10% effect), not biased. Control's own rows, simulator rows and windows whose control rate is
+  0 or 1 keep the floor ``p~ (1 - p~) / (n + PRIOR_COUNT)`` with ``p~ = (n p + PRIOR_COUNT p0) / (n +
+  PRIOR_COUNT)`` (``p0`` the metric's pooled rate over all rows, Laplace-smoothed), where it is larger than
+  the observed error;
 - ``mean`` metrics: the per-outcome variance is shrunk toward the metric's pooled within-row variance with
   ``PRIOR_DOF`` pseudo degrees of freedom, then divided by ``n``.
 
-For ``mean`` metrics the floor replaces the observed ``std_error**2`` only when it is larger.
+Floors replace the observed ``std_error**2`` only when they are larger.
 
 The pooled levels are functions of sums over rows (:class:`NoiseSums`), so rows rolled up into a summary
 (``bayesopt.rollup``) still count towards them: their sums are passed as ``prior``.
@@ -35,10 +37,29 @@ import pandas as pd
 from bayesopt.distribution import CONTROL_ARM_ID
 from bayesopt.spec import ExperimentSpec
 
+#: Pseudo-sessions of the pooled rate added to each row (Agresti-Coull adds z^2 ~ 4 at p0 = 1/2; 2 keeps the
+#: floor close to the plain binomial variance once a row has tens of sessions).
+PRIOR_COUNT = 2.0
 #: Pseudo degrees of freedom of the pooled variance for ``mean`` metrics.
 PRIOR_DOF = 2.0
 #: Relative floor on any variance, so that a metric constant over every row still has positive noise.
 RELATIVE_EPS = 1e-12
+
+
+def rate_floor(count: np.ndarray, mean: np.ndarray, pooled_rate: float) -> np.ndarray:
+    """Variance floor of rate means.
+
+    Args:
+        count: ``n`` session counts (> 0).
+        mean: ``n`` observed rates in [0, 1].
+        pooled_rate: the metric's rate over all rows, strictly inside (0, 1).
+
+    Returns:
+        ``n`` variances of the mean, all positive.
+    """
+    shrunk = (count * mean + PRIOR_COUNT * pooled_rate) / (count + PRIOR_COUNT)
+    shrunk = np.clip(shrunk, 0.0, 1.0)
+    return shrunk * (1.0 - shrunk) / (count + PRIOR_COUNT)
 
 
 def rate_variance(count: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -142,20 +163,25 @@ def row_variances(spec: ExperimentSpec, table: pd.DataFrame,
         se2 = table["std_error"].to_numpy(float)[rows] ** 2
         scale = RELATIVE_EPS * np.maximum(1.0, mean**2)
         if kinds.get(metric) == "rate":
-            reference = control_rates(table.iloc[rows], pooled_rate(count, mean, prior.get(metric)))
-            out[rows] = np.maximum(rate_variance(count, reference), scale)
+            p0 = pooled_rate(count, mean, prior.get(metric))
+            reference = control_rates(table.iloc[rows])
+            floored = np.maximum(se2, rate_floor(count, mean, p0))
+            out[rows] = np.maximum(np.where(np.isnan(reference), floored, rate_variance(count, reference)), scale)
         else:
             floor = mean_floor(count, mean, np.sqrt(se2), prior.get(metric))
             out[rows] = np.maximum(np.maximum(se2, floor), scale)
     return out
 
 
-def control_rates(rows: pd.DataFrame, fallback: float) -> np.ndarray:
-    """``n`` reference rates of one metric's rows: for an arm's row, control's rate in its window; for control's
-    row, its own; ``fallback`` where that rate is 0 or 1 or missing (no control row, a table without windows)."""
-    rate = rows["mean"].to_numpy(float).copy()
-    if "window" in rows and "arm_id" in rows:
-        is_control = (rows["arm_id"] == CONTROL_ARM_ID).to_numpy()
-        control = rows.loc[is_control].drop_duplicates("window").set_index("window")["mean"]
-        rate[~is_control] = rows.loc[~is_control, "window"].map(control).to_numpy(float)
-    return np.where((rate > 0) & (rate < 1), rate, fallback)
+def control_rates(rows: pd.DataFrame) -> np.ndarray:
+    """``n`` reference rates of one metric's rows: for an arm's row, control's rate in its window where that is
+    strictly inside (0, 1); NaN for control's rows, windows without a usable control rate, rows without windows."""
+    out = np.full(len(rows), np.nan)
+    if "window" not in rows or "arm_id" not in rows:
+        return out
+    is_control = (rows["arm_id"] == CONTROL_ARM_ID).to_numpy()
+    control = rows.loc[is_control].drop_duplicates("window").set_index("window")["mean"]
+    rate = rows["window"].map(control).to_numpy(float)
+    usable = ~is_control & (rate > 0) & (rate < 1)
+    out[usable] = rate[usable]
+    return out

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesopt.noise import pooled_rate, rate_variance, row_variances
+from bayesopt.noise import PRIOR_COUNT, pooled_rate, rate_floor, rate_variance, row_variances
 from bayesopt.pooling import CONTROL_ANCHOR_RATIO, pool, window_decay
 from tests.bayesopt.bo_worlds import lattice_arms, make_spec, simulate
 
@@ -18,12 +18,27 @@ def _table(spec, rows):
     return frame
 
 
+def test_rate_floor_is_positive_for_zero_successes_and_shrinks_toward_pooled_rate() -> None:
+    count, mean = np.array([3.0]), np.array([0.0])
+    floor = rate_floor(count, mean, pooled_rate=0.1)
+    shrunk = PRIOR_COUNT * 0.1 / (3 + PRIOR_COUNT)  # 0.04
+    assert floor[0] == pytest.approx(shrunk * (1 - shrunk) / (3 + PRIOR_COUNT))
+    assert floor[0] > 0
+
+
+def test_rate_floor_approaches_binomial_variance_for_large_counts() -> None:
+    count, mean = np.array([1e6]), np.array([0.3])
+    assert rate_floor(count, mean, 0.5)[0] == pytest.approx(0.3 * 0.7 / 1e6, rel=1e-4)
+
+
 def test_a_window_without_events_gets_the_binomial_variance_at_controls_rate() -> None:
     """0 events in 57 sessions while control runs at 0.09: variance 0.09 * 0.91 / 57 (the row's own rate gives
-    0, the old floor at the pooled rate sd 0.0075: 25 times the weight). Control's row keeps its own rate."""
+    0, the old floor at the pooled rate sd 0.0075: 25 times the weight). Control's row keeps its own rate, floored
+    with PRIOR_COUNT pseudo-sessions of the pooled rate."""
     spec = make_spec(metrics=(("obj", "mean"), ("guard", "rate")))
     table = _table(spec, [(1, "control", "guard", 4000, 0.09, 0.0045, 0.5, 0.5), (1, "a", "guard", 57, 0.0, 0.0, 0.1, 0.1)])
-    assert row_variances(spec, table).tolist() == pytest.approx([0.09 * 0.91 / 4000, 0.09 * 0.91 / 57])
+    control, arm = row_variances(spec, table)
+    assert arm == pytest.approx(0.09 * 0.91 / 57) and control == pytest.approx(0.09 * 0.91 / 4000, rel=1e-3)
     assert rate_variance(np.array([1e6]), np.array([0.3]))[0] == pytest.approx(0.3 * 0.7 / 1e6)
 
 

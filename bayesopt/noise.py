@@ -1,26 +1,25 @@
-"""Noise estimates for one row of the observation table: never zero, shrunk toward the metric's pooled level.
+"""Noise estimates per row of the observation table: never zero; for rates, not a function of the row's own rate.
 
 A window's arm may have a handful of sessions: a rate of 0/3 has a sample variance of zero, and a GP that is
-told an observation is exact will bend through it. Each row's squared standard error is therefore floored:
+told an observation is exact will bend through it. Each row's squared standard error is therefore:
 
-- ``rate`` metrics (a share of sessions, one Bernoulli outcome each): an arm's row gets ``c (1 - c) / n``, the
-  binomial variance at ``c``, control's rate in the same window. This *replaces* the observed ``std_error**2``:
-  a binomial row's sample variance is a function of its own mean, and pooling windows by inverse variance then
-  over-weights the windows that happened to see few events. 0 applies in 57 sessions has a sample variance of zero and, floored at the
-  pooled rate, weighed 25 times a typical window: an arm at control's rate served 30 sessions in each of 48
-  windows pooled to -40% (mean over 400 seeds, test_noise_pooling), and even shrinking the row's rate toward
-  control's by 10 expected events left -6%. Any weight that moves with the row's own rate biases the pooled
-  effect by about ``-1 / (expected events per window)``: -0.3% for windows of 300 events, on a guardrail with
-  a 1% limit a third of the margin. Taken at control's rate, the weights follow session counts and control's
-  level only; an arm whose rate is far from control's has its noise misstated in proportion
-  (by 10% for a 10% effect), not biased. Control's own rows, simulator rows and windows whose control rate is
-  0 or 1 keep the floor ``p~ (1 - p~) / (n + PRIOR_COUNT)`` with ``p~ = (n p + PRIOR_COUNT p0) / (n +
-  PRIOR_COUNT)`` (``p0`` the metric's pooled rate over all rows, Laplace-smoothed), where it is larger than
-  the observed error;
-- ``mean`` metrics: the per-outcome variance is shrunk toward the metric's pooled within-row variance with
-  ``PRIOR_DOF`` pseudo degrees of freedom, then divided by ``n``.
-
-Floors replace the observed ``std_error**2`` only when they are larger.
+- ``rate`` metrics (a share of sessions, one Bernoulli outcome each), an arm's online row in a window whose
+  control rate ``c`` is strictly inside (0, 1): ``c (1 - c) / n``, the binomial variance at control's rate,
+  *instead of* the observed error. A binomial row's sample variance is a function of its own rate, and pooling
+  windows by inverse variance then gives most weight to the windows that happened to see fewest events: an arm
+  at control's applies rate served 30 sessions in each of 48 windows pooled to -40% (mean over 400 seeds,
+  test_noise_pooling), and even shrinking the row's rate toward control's by 10 expected events left -6%. Any
+  weight that moves with the row's own rate biases the pooled effect by about ``-1 / (expected events per
+  window)``: -0.3% for windows of 300 events, a third of the margin of a guardrail at -1%. At control's rate
+  the weights follow session counts and control's level only; an arm whose rate is far from control's has its
+  noise misstated in proportion (10% for a 10% effect), its effect not biased.
+- ``rate`` metrics, every other row (control's own, simulator rows, windows without a usable control rate):
+  ``max(observed, p~ (1 - p~) / (n + PRIOR_COUNT))`` with ``p~ = (n p + PRIOR_COUNT p0) / (n + PRIOR_COUNT)``,
+  an Agresti-Coull-style estimate in which ``p`` is shrunk toward ``p0``, the metric's pooled rate over all
+  rows (itself Laplace-smoothed so it is never exactly 0 or 1);
+- ``mean`` metrics: ``max(observed, floor)``, the floor being the per-outcome variance shrunk toward the
+  metric's pooled within-row variance with ``PRIOR_DOF`` pseudo degrees of freedom, divided by ``n``. (Their
+  spread is a free parameter: control's would make an arm with wider outcomes overconfident.)
 
 The pooled levels are functions of sums over rows (:class:`NoiseSums`), so rows rolled up into a summary
 (``bayesopt.rollup``) still count towards them: their sums are passed as ``prior``.

@@ -28,7 +28,7 @@ import torch
 
 from bayesopt.device import as_tensor, to_numpy
 from bayesopt.gp import fit_model
-from bayesopt.guard import MIN_CORRELATION, decide, loo_score
+from bayesopt.guard import MIN_CORRELATION, CVScore, decide, loo_score
 from bayesopt.multitask import SimulatorData, fit_multitask, summarise
 from bayesopt.pooling import MetricData
 
@@ -88,6 +88,19 @@ def test_a_misleading_correlated_simulator_is_caught_by_cross_validation() -> No
     target = fit_multitask(online, simulator("mirror"))
     decision = decide(loo_score(fit_model(online)), loo_score(target), target.correlation())
     assert not decision.use_multitask and "predicts held-out online arms worse" in decision.reason
+
+
+def test_a_held_out_gain_within_two_paired_standard_errors_is_not_enough() -> None:
+    """20 arms: the multi-task model is better on half by 1.1 nats and worse on half by 1.0 (mean gain 0.05,
+    paired sd 1.05, standard error 0.235): a coin's luck, refused. The same mean gain on every arm (standard
+    error 0) is a real one."""
+    online = CVScore(-1.0, 1.0, 0.95, 20, (-1.0,) * 20)
+    lucky = CVScore(-0.95, 1.0, 0.95, 20, (0.1, -2.0) * 10)
+    steady = CVScore(-0.95, 1.0, 0.95, 20, (-0.95,) * 20)
+    refused = decide(online, lucky, correlation=0.9)
+    assert not refused.use_multitask and "standard errors" in refused.reason
+    assert decide(online, steady, correlation=0.9).use_multitask
+    assert "densities" not in refused.online.to_dict()
 
 
 def test_too_few_online_arms_are_not_enough_to_trust_a_simulator() -> None:

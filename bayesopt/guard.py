@@ -10,13 +10,14 @@ known) is predicted from all other points, simulator points included for the mul
 units, so both models are judged on the same numbers: the mean log predictive density, the RMSE and the share
 of arms inside their 95% interval. The multi-task model is used only when its learned correlation is at least
 :data:`MIN_CORRELATION` and it predicts the held-out online arms better on log-likelihood, a proper score that
-charges both error and over- or under-confidence, by at least :data:`MIN_GAIN_Z` standard errors of the per-arm
-difference (paired over the same arms): the hourly refit runs the guard every hour, and a useless simulator
-that wins a plain comparison by chance for some metric in some hours moves the whole closed loop (in 48-hour
-runs on the scarce world it was picked for shares in 33 of 47 hours of one run) (the RMSE of some 20 held-out arms alone is too noisy to veto
-on: requiring it as well refused a moderately biased simulator for a third of the metrics where the
-multi-task model was the better one, docs/modelling.md); a correlated simulator that is shifted or scaled is
-no penalty (per-task standardisation absorbs both), but one whose shape misleads predicts held-out arms worse.
+charges both error and over- or under-confidence. RMSE is not required as well: for some 20 held-out arms it is
+too noisy to veto on (requiring it refused a moderately biased simulator for a third of the metrics where the
+multi-task model was the better one, docs/modelling.md). The log-likelihood gain must reach
+:data:`MIN_GAIN_Z` standard errors of the per-arm differences (paired over the same arms): the refit runs the
+guard every hour, and a useless simulator that wins a plain comparison by chance for some metric in some hours
+moves the whole closed loop (in 48-hour runs on the scarce world it was picked for shares in 33 of 47 hours of
+one run). A correlated simulator that is shifted or scaled is no penalty (per-task standardisation absorbs
+both), but one whose shape misleads predicts held-out arms worse.
 """
 
 from __future__ import annotations

@@ -38,13 +38,18 @@ MODEL_ONLINE, MODEL_MULTITASK = "online", "multitask"
 
 @dataclass(frozen=True)
 class FittedModels:
-    """The model of each metric, the JSON ``model_state`` for the next refit, the per-metric report, and every
-    fitted multi-task model (used or not)."""
+    """The model of each metric, the JSON ``model_state`` for the next refit, the per-metric report, every
+    fitted multi-task model (used or not), and every online-only model."""
 
     models: dict[str, MetricModel]
     state: dict[str, Any]
     simulator: dict[str, dict[str, Any]]
     multitask: dict[str, TargetTaskModel]
+    online: dict[str, MetricModel]
+
+    def online_alternatives(self) -> dict[str, MetricModel]:
+        """The online-only model of each metric that uses the multi-task one."""
+        return {m: self.online[m] for m, model in self.models.items() if model is not self.online[m]}
 
 
 def fit_metric_models(
@@ -75,7 +80,7 @@ def fit_metric_models(
     state = model_state(online)
     if multitask_state:
         state["multitask"] = multitask_state
-    return FittedModels(models, state, reports, multitask)
+    return FittedModels(models, state, reports, multitask, dict(online))
 
 
 def _report(data: MetricData, sim: SimulatorData, summary: SimulatorData, target: TargetTaskModel,

@@ -92,7 +92,8 @@ class GPPolicy:
             t1 = time.perf_counter()
             cands = candidates_for(spec, pooled, models, previous, seed)
             result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws,
-                                     safe_risk=safe_set_risk(spec), explore_risk=explore_set_risk(spec))
+                                     safe_risk=safe_set_risk(spec), explore_risk=explore_set_risk(spec),
+                                     second_opinion=fitted.online_alternatives())
             t2 = time.perf_counter()
         alloc = allocate(spec, result.explore_wins, snap(spec, cands.X), result.p_feasible, result.safe_wins)
         arms, diagnostics = proposed_arms(spec, cands, alloc, result, models, pooled)

@@ -103,6 +103,7 @@ def thompson_sample(
     screening: bool = True,
     safe_risk: float | None = None,
     explore_risk: float | None = None,
+    second_opinion: Mapping[str, MetricModel] | None = None,
 ) -> SamplingResult:
     """Run ``num_draws`` draws of constrained (or utility) Thompson sampling over candidates ``X``.
 
@@ -118,6 +119,8 @@ def thompson_sample(
         safe_risk: the safe set's limit on a candidate's probability of breaking a guardrail (None: no safe set,
             ``safe_wins == wins``).
         explore_risk: the explore set's limit, at least ``safe_risk`` (None: ``explore_wins == wins``).
+        second_opinion: another model of some metrics (the online-only model of a metric drawn from the multi-task
+            one): ``p_feasible`` is the smaller of the two models' (the draws and screening use ``models``).
 
     Uses torch's global generator: wrap the call in :func:`bayesopt.device.seeded` for reproducibility.
     """
@@ -127,6 +130,10 @@ def thompson_sample(
     conds = [Conditioned(models[m], Xt) for m in metrics]
     marginals = [c.marginals() for c in conds]
     p_feasible = marginal_feasibility(problem, marginals)  # N
+    if second_opinion:
+        other = [Conditioned(second_opinion[m], Xt).marginals() if m in second_opinion else marginal
+                 for m, marginal in zip(metrics, marginals, strict=True)]
+        p_feasible = torch.minimum(p_feasible, marginal_feasibility(problem, other))
     N = len(X)
 
     def within(limit: float | None) -> torch.Tensor:

@@ -148,3 +148,27 @@ def test_explore_winners_stay_within_the_explore_limit_and_leave_the_other_draws
     np.testing.assert_array_equal(limited.wins, plain.wins)
     np.testing.assert_array_equal(limited.safe_wins, plain.safe_wins)
     assert (plain.explore_wins == plain.wins).all()
+
+
+def test_a_second_opinion_on_a_guardrail_can_only_lower_p_feasible() -> None:
+    """The guardrail's second model is fitted on 8 of the 30 arms (wider, shifted marginals): ``p_feasible`` is
+    the candidate-wise minimum of the two models' exact probabilities and the safe set follows it."""
+    spec, pooled, models, X = _guarded_world()
+    few = pool(spec, simulate(spec, {"obj": lambda u: 4 * u[:, 0], "guard": lambda u: 10 + (0.5 - u[:, 0])},
+                              lattice_arms(spec, np.random.default_rng(9).random((8, 2))), windows=4, count=400,
+                              noise_sd={"obj": 0.5, "guard": 1.0}, rng=np.random.default_rng(9)))
+    with seeded(4):
+        other = {"guard": fit_model(few.metrics["guard"])}
+    swapped = {**models, **other}
+    with seeded(5):
+        plain = thompson_sample(models, pooled.metrics, spec, X, 500, safe_risk=0.025)
+    with seeded(5):
+        alone = thompson_sample(swapped, pooled.metrics, spec, X, 500, safe_risk=0.025)
+    with seeded(5):
+        both = thompson_sample(models, pooled.metrics, spec, X, 500, safe_risk=0.025, second_opinion=other)
+    np.testing.assert_allclose(both.p_feasible, np.minimum(plain.p_feasible, alone.p_feasible), rtol=0, atol=1e-12)
+    assert (both.p_feasible < plain.p_feasible - 0.05).any()  # the second opinion binds somewhere
+    certified = 1 - both.p_feasible <= 0.025
+    certified[0] = True
+    assert (both.safe == certified).all() and both.safe_wins[~certified].sum() == 0
+    assert both.safe.sum() < plain.safe.sum() and both.safe_wins.sum() == 500

@@ -186,33 +186,85 @@ def summarise_cases(cases: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-LOOP_COLUMNS = ("cumulative_regret_pct_h", "hours_to_1pct", "unsafe_pct", "final_lift_pct", "refit_s_mean")
+LOOP_COLUMNS = ("cumulative_regret_pct_h", "hours_to_1pct", "unsafe_pct", "worst_hour_unsafe_pct", "final_lift_pct",
+                "refit_s_mean")
 
 
 def loop_table(folder: Path) -> dict[str, Any]:
     """The closed-loop comparison from ``folder/<variant>-<simulator>/summaries.csv`` (``bayesopt simulate
-    --simulator ...`` runs, ``none`` without one): per run the summary columns, and regret against ``none``."""
+    --simulator ...`` runs, ``none`` without one): per run the summary columns, regret against ``none`` and the
+    metric-hours drawn from the multi-task model (from the runs' hourly records), then one line per simulator."""
     rows = []
     for path in sorted(folder.glob("*-*/summaries.csv")):
         variant, simulator = path.parent.name.split("-", 1)
         for record in pd.read_csv(path).to_dict("records"):
+            run = path.parent / "runs" / variant / f"{record['policy']}-seed{int(record['seed'])}-stream{int(record['stream'])}.json"
             rows.append({"variant": variant, "simulator": simulator, "seed": int(record["seed"]),
-                         **{c: float(record[c]) for c in LOOP_COLUMNS}})
+                         **{c: float(record[c]) for c in LOOP_COLUMNS}, **multitask_hours(run)})
     reference = {(r["variant"], r["seed"]): r["cumulative_regret_pct_h"] for r in rows if r["simulator"] == "none"}
-    lines = ["| variant | simulator | seed | cumulative regret (%·h) | vs none | hours to within 1% | unsafe traffic (%) | refit s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| variant | simulator | seed | cumulative regret (%·h) | vs none | hours to within 1% | unsafe traffic (%) "
+             "| worst hour (%) | final lift (%) | metric-hours on the multi-task model | refit s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         ref = reference.get((r["variant"], r["seed"]))
         r["regret_vs_none"] = None if ref is None else r["cumulative_regret_pct_h"] / ref - 1
         change = "" if r["regret_vs_none"] is None else f"{100 * r['regret_vs_none']:+.0f}%"
-        hours = "never" if not np.isfinite(r["hours_to_1pct"]) else f"{r['hours_to_1pct']:g}"
         lines.append(f"| {r['variant']} | {r['simulator']} | {r['seed']} | {r['cumulative_regret_pct_h']:.1f} | {change} | "
-                     f"{hours} | {r['unsafe_pct']:.1f} | {r['refit_s_mean']:.1f} |")
+                     f"{_hours(r['hours_to_1pct'])} | {r['unsafe_pct']:.1f} | {r['worst_hour_unsafe_pct']:.1f} | "
+                     f"{r['final_lift_pct']:.2f} | {_share(r)} | {r['refit_s_mean']:.1f} |")
+    summary = loop_summary(rows)
+    lines += ["", "| variant | simulator | runs | mean regret (%·h) | vs none (ratio of means) | runs within 1% | "
+              "mean unsafe (%) | worst hour (%) | mean final lift (%) | metric-hours on the multi-task model |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for g in summary:
+        change = "" if g["regret_vs_none"] is None else f"{100 * g['regret_vs_none']:+.1f}%"
+        lines.append(f"| {g['variant']} | {g['simulator']} | {g['runs']} | {g['regret_mean']:.1f} | {change} | "
+                     f"{g['runs_within_1pct']} of {g['runs']} | {g['unsafe_mean']:.1f} | {g['worst_hour_max']:.1f} | "
+                     f"{g['final_lift_mean']:.2f} | {_share(g)} |")
     (folder / "table.md").write_text("\n".join(lines) + "\n")
-    doc = {"runs": [{k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in r.items()} for r in rows]}
+    doc = {"runs": [_finite_doc(r) for r in rows], "summary": [_finite_doc(g) for g in summary]}
     (folder / "summary.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
     print("\n".join(lines))
     return doc
+
+
+def multitask_hours(run: Path) -> dict[str, int]:
+    """Metric-hours of a run's JSON drawn from the multi-task model, and all metric-hours with a model record."""
+    if not run.exists():
+        return {"multitask_hours": 0, "metric_hours": 0}
+    hours = json.loads(run.read_text()).get("hours", [])
+    models = [m for h in hours for m in (h.get("models") or {}).values()]
+    return {"multitask_hours": sum(m == "multitask" for m in models), "metric_hours": len(models)}
+
+
+def loop_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (variant, simulator): means over runs, and the ratio of mean regret to ``none``'s on the same seeds."""
+    out = []
+    for (variant, simulator), group in pd.DataFrame(rows).groupby(["variant", "simulator"], sort=False):
+        seeds = set(group["seed"])
+        none = [r["cumulative_regret_pct_h"] for r in rows
+                if r["variant"] == variant and r["simulator"] == "none" and r["seed"] in seeds]
+        regret = float(group["cumulative_regret_pct_h"].mean())
+        out.append({"variant": variant, "simulator": simulator, "runs": int(len(group)), "regret_mean": regret,
+                    "regret_vs_none": regret / float(np.mean(none)) - 1 if len(none) == len(seeds) else None,
+                    "runs_within_1pct": int(np.isfinite(group["hours_to_1pct"]).sum()),
+                    "unsafe_mean": float(group["unsafe_pct"].mean()),
+                    "worst_hour_max": float(group["worst_hour_unsafe_pct"].max()),
+                    "final_lift_mean": float(group["final_lift_pct"].mean()),
+                    "multitask_hours": int(group["multitask_hours"].sum()), "metric_hours": int(group["metric_hours"].sum())})
+    return out
+
+
+def _share(row: dict[str, Any]) -> str:
+    return f"{row['multitask_hours']} of {row['metric_hours']}" if row["metric_hours"] else "-"
+
+
+def _hours(value: float) -> str:
+    return "never" if not np.isfinite(value) else f"{value:g}"
+
+
+def _finite_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in doc.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

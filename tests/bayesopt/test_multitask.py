@@ -31,7 +31,15 @@ from scipy.stats import multivariate_normal
 
 from bayesopt.device import as_tensor, to_numpy
 from bayesopt.gp import fit_model
-from bayesopt.guard import MIN_BAYES_FACTOR, MIN_CORRELATION, CVScore, bayes_factor, decide, joint_log_density, loo_score
+from bayesopt.guard import (
+    MIN_BAYES_FACTOR,
+    MIN_CORRELATION,
+    CVScore,
+    bayes_factor,
+    decide,
+    joint_log_density,
+    loo_score,
+)
 from bayesopt.multitask import SimulatorData, fit_multitask, summarise
 from bayesopt.pooling import MetricData
 

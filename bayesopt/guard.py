@@ -22,8 +22,8 @@ neighbours, and a good simulator's held-out gain stayed within a paired standard
 metric-hours of a 48-hour closed loop on the scarce world (the rule before asked for a gain of one standard
 error). A mirrored simulator is refused at once (docs/modelling.md). What a wrongly kept simulator can cost is
 bounded elsewhere: guardrail risk takes the online-only model's second opinion
-(:func:`bayesopt.thompson.thompson_sample`). A
-correlated simulator that is shifted or scaled is no penalty (per-task standardisation absorbs both).
+(:func:`bayesopt.thompson.thompson_sample`). A correlated simulator that is shifted or scaled is no penalty
+(per-task standardisation absorbs both).
 """
 
 from __future__ import annotations
@@ -126,8 +126,6 @@ def paired_gain(online: CVScore, multitask: CVScore) -> tuple[float, float]:
     if len(diff) < 2:
         return float(diff.sum()), float("inf")
     return float(diff.mean()), float(diff.std(unbiased=True) / math.sqrt(len(diff)))
-
-
 
 
 def decide(online: CVScore, multitask: CVScore, correlation: float) -> GuardDecision:

@@ -130,8 +130,9 @@ def thompson_sample(
     conds = [Conditioned(models[m], Xt) for m in metrics]
     marginals = [c.marginals() for c in conds]
     p_feasible = marginal_feasibility(problem, marginals)  # N
-    if second_opinion:
-        other = [Conditioned(second_opinion[m], Xt).marginals() if m in second_opinion else marginal
+    guarded = {metrics[i] for i in problem.guard_index.tolist()} & set(second_opinion or ())
+    if guarded:  # only guardrail metrics enter p_feasible
+        other = [Conditioned(second_opinion[m], Xt).marginals() if m in guarded else marginal
                  for m, marginal in zip(metrics, marginals, strict=True)]
         p_feasible = torch.minimum(p_feasible, marginal_feasibility(problem, other))
     N = len(X)

@@ -30,7 +30,8 @@ Steps, in order:
    control (never capped: it is what every member would get without the experiment).
 4. **Concentration cap.** The budget bounds the mean; one arm with a 14% risk carrying 36% of traffic meets it
    and still puts 36% of an hour's members on a broken arm one hour in seven. Arms that are not *certified*
-   (own risk above :data:`CERTIFIED_BUDGET_SHARE` of ``max_unsafe_share``, 0.5% by default) may hold at most
+   (own risk above :data:`CERTIFIED_BUDGET_SHARE` of ``max_unsafe_share``, 0.5% by default, or further than
+   :data:`CERTIFY_STEPS` lattice steps from every arm with data) may hold at most
    :data:`WORST_HOUR_FACTOR` times the budget together, so whatever breaks among them costs at most that, and
    an hour above it needs a certified arm to break; their excess goes to the certified arms (in proportion),
    else to control. This only lowers the expected unsafe share. It bounds the worst hour only as well as
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayesopt.lattice import within_steps
 from bayesopt.spec import ExperimentSpec
 
 #: Winners within this many lattice steps (on every axis) of a kept arm are served as that arm.
@@ -62,6 +64,12 @@ WORST_HOUR_FACTOR = 2.0
 #: with plenty of own data and calibrated as such; at a tenth, no hour of the 2-, 4- and 6-weight studies went
 #: above the concentration cap's two budgets, for about a tenth more regret (docs/closed_loop.md).
 CERTIFIED_BUDGET_SHARE = 0.1
+#: A certified arm also lies within this many lattice steps (on every axis) of an arm with data. Further away a
+#: ``p_feasible`` rests on the GP's prior and lengthscales alone: right after the drift test cut the history at a
+#: release, or past the last explored arm at the lattice's edge, arms breaking applies by 6-17% were certified at
+#: 0.996-0.997 and took 37-67% of an hour (docs/closed_loop.md). An arm served anywhere makes its neighbourhood
+#: certifiable, so the certified set grows with the data, as the safe set of SafeOpt grows from observed points.
+CERTIFY_STEPS = 2
 #: The explore set's limit on a candidate's own risk, ``1 / WORST_HOUR_FACTOR``: the uncertified traffic the
 #: concentration cap allows (``WORST_HOUR_FACTOR`` budgets) then costs at most one budget in expectation, so
 #: exploring is limited by the cap rather than spent on arms more likely broken than not. An arm the
@@ -108,12 +116,21 @@ def safe_set_risk(spec: ExperimentSpec) -> float | None:
     return certified_risk(spec.policy.max_unsafe_share) if spec.guardrails else None
 
 
+def certifiable(grid: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Which candidates (lattice ``grid``, ``N x d``, control first) lie within :data:`CERTIFY_STEPS` of an arm
+    with data (``observed``, ``n x d`` lattice indices): ``N`` bools, control always True."""
+    near = within_steps(grid, observed, CERTIFY_STEPS)
+    near[0] = True
+    return near
+
+
 def explore_set_risk(spec: ExperimentSpec) -> float | None:
     """The explore set's limit on a candidate's own risk (None without guardrails: everything may be explored)."""
     return EXPLORE_MAX_RISK if spec.guardrails else None
 
 
-def explore_mix(exploit: np.ndarray, explore: np.ndarray, risk: np.ndarray, *, traffic: float, budget: float) -> float:
+def explore_mix(exploit: np.ndarray, explore: np.ndarray, risk: np.ndarray, *, traffic: float, budget: float,
+                certified: np.ndarray | None = None) -> float:
     """The largest ``rho`` in [0, 1] for which ``traffic * ((1 - rho) exploit + rho explore)`` keeps both the
     expected unsafe share within ``budget`` and the traffic on uncertified arms within ``WORST_HOUR_FACTOR * budget``.
 
@@ -123,9 +140,10 @@ def explore_mix(exploit: np.ndarray, explore: np.ndarray, risk: np.ndarray, *, t
         risk: ``N`` probabilities of breaking a guardrail (0 for control).
         traffic: the share of traffic the arms besides control's floor get, ``1 - control_share``.
         budget: ``max_unsafe_share``.
+        certified: ``N`` mask of the certified arms (None: own risk at most :func:`certified_risk`).
     """
     rho = 1.0
-    risky = (risk > certified_risk(budget)).astype(float)
+    risky = (~certified if certified is not None else risk > certified_risk(budget)).astype(float)
     for cost, limit in ((risk, budget), (risky, WORST_HOUR_FACTOR * budget)):
         base, full = traffic * float(exploit @ cost), traffic * float(explore @ cost)
         if full > limit and full > base:
@@ -219,19 +237,21 @@ def risk_budget(weights: np.ndarray, risk: np.ndarray, budget: float) -> tuple[n
     return np.concatenate([[w[0]], explore * tilted(hi)]), hi, 0.0
 
 
-def concentration_cap(weights: np.ndarray, risk: np.ndarray, budget: float) -> tuple[np.ndarray, float]:
+def concentration_cap(weights: np.ndarray, risk: np.ndarray, budget: float,
+                      certified: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Cap the total weight of uncertified arms (own risk above :func:`certified_risk`) at ``WORST_HOUR_FACTOR * budget``.
 
     Args:
         weights: ``k`` weights, control first (never capped).
         risk: ``k`` probabilities of breaking a guardrail.
         budget: ``max_unsafe_share``.
+        certified: ``k`` mask of the certified arms (None: own risk at most :func:`certified_risk`).
 
     Returns:
         New weights ``k`` and the weight moved to control (when no certified arm could take it).
     """
     w = np.asarray(weights, dtype=float).copy()
-    risky = np.asarray(risk, dtype=float) > certified_risk(budget)
+    risky = ~np.asarray(certified, dtype=bool) if certified is not None else np.asarray(risk, dtype=float) > certified_risk(budget)
     risky[0] = False
     cap = WORST_HOUR_FACTOR * budget
     total = float(w[risky].sum())
@@ -249,20 +269,24 @@ def concentration_cap(weights: np.ndarray, risk: np.ndarray, budget: float) -> t
 
 
 def allocate(spec: ExperimentSpec, wins: np.ndarray, grid: np.ndarray, p_feasible: np.ndarray,
-             safe_wins: np.ndarray | None = None) -> Allocation:
+             safe_wins: np.ndarray | None = None, certifiable: np.ndarray | None = None) -> Allocation:
     """Serving weights from TS ``wins`` (over the explore set) and ``safe_wins`` (``N`` each, control at 0; None:
-    no safe set), lattice ``grid`` (``N x d``) and ``p_feasible`` (``N``)."""
+    no safe set), lattice ``grid`` (``N x d``), ``p_feasible`` (``N``) and ``certifiable`` (``N`` mask of the
+    candidates near enough to data to be certified, :func:`certifiable`; None: all)."""
     policy = spec.policy
     all_risk = 1.0 - np.asarray(p_feasible, dtype=float)
     all_risk[0] = 0.0
     rho = 1.0
     freq = np.asarray(wins, dtype=float) / max(float(np.sum(wins)), 1.0)
+    certified = all_risk <= certified_risk(policy.max_unsafe_share)
+    if certifiable is not None:
+        certified &= np.asarray(certifiable, dtype=bool)
+    certified[0] = True
     if safe_wins is not None and spec.guardrails:
         exploit = np.asarray(safe_wins, dtype=float) / max(float(np.sum(safe_wins)), 1.0)
         rho = explore_mix(exploit, freq, all_risk, traffic=1.0 - spec.traffic.control_share,
-                          budget=policy.max_unsafe_share)
+                          budget=policy.max_unsafe_share, certified=certified)
         freq = (1.0 - rho) * exploit + rho * freq
-    certified = all_risk <= certified_risk(policy.max_unsafe_share)
     index, counts, merged, unrepresented = merge_winners(freq, grid, policy.max_arms,
                                                          classes=certified if spec.guardrails else None)
     weights = split_traffic(counts, spec.traffic.control_share)
@@ -270,11 +294,11 @@ def allocate(spec: ExperimentSpec, wins: np.ndarray, grid: np.ndarray, p_feasibl
     before = float(weights @ risk)
     if spec.guardrails:
         weights, tilt, to_control = risk_budget(weights, risk, policy.max_unsafe_share)
-        weights, capped_to_control = concentration_cap(weights, risk, policy.max_unsafe_share)
+        weights, capped_to_control = concentration_cap(weights, risk, policy.max_unsafe_share, certified[index])
         to_control += capped_to_control
     else:
         tilt, to_control = 0.0, 0.0
     keep = (weights > 0) | (np.arange(len(index)) == 0)
-    risky = float(weights[1:][risk[1:] > certified_risk(policy.max_unsafe_share)].sum())
+    risky = float(weights[1:][~certified[index][1:]].sum())
     return Allocation(index[keep], weights[keep], merged, unrepresented, before, float(weights @ risk), tilt, to_control,
                       risky, rho)

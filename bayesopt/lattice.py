@@ -15,6 +15,8 @@ import numpy as np
 from bayesopt.spec import ExperimentSpec, Parameter
 
 GRID_PREFIX = "g"
+#: Points compared at once by :func:`within_steps` (bounds its memory at ``N x NEAR_BLOCK x d``).
+NEAR_BLOCK = 256
 
 
 def levels(p: Parameter, grid_levels: int) -> int:
@@ -55,6 +57,18 @@ def snap(spec: ExperimentSpec, u: np.ndarray) -> np.ndarray:
     """Nearest lattice indices for unit points: ``n x d`` (or ``d``) floats to the same shape of ints."""
     sizes = np.array([levels(p, spec.policy.grid_levels) for p in spec.parameters])
     return np.rint(np.clip(u, 0.0, 1.0) * (sizes - 1)).astype(np.int64)
+
+
+def within_steps(grid: np.ndarray, points: np.ndarray, steps: int) -> np.ndarray:
+    """Which lattice points ``grid`` (``N x d`` indices) lie within ``steps`` lattice steps on every axis
+    (Chebyshev distance) of at least one of ``points`` (``n x d`` indices): ``N`` bools."""
+    grid = np.asarray(grid, dtype=np.int64)
+    points = np.unique(np.asarray(points, dtype=np.int64).reshape(-1, grid.shape[-1]), axis=0)
+    near = np.zeros(len(grid), dtype=bool)
+    for start in range(0, len(points), NEAR_BLOCK):  # N x block x d at a time
+        block = points[start:start + NEAR_BLOCK]
+        near |= (np.abs(grid[:, None, :] - block[None, :, :]).max(axis=-1) <= steps).any(axis=-1)
+    return near
 
 
 def indices_to_unit(spec: ExperimentSpec, idx: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from bayesopt.allocation import Allocation, allocate, explore_set_risk, safe_set_risk
+from bayesopt.allocation import Allocation, allocate, certifiable, explore_set_risk, safe_set_risk
 from bayesopt.candidates import Candidates, build_candidates
 from bayesopt.device import as_tensor, seeded, to_numpy
 from bayesopt.diagnostics import arm_diagnostics, level_posterior, model_summary
@@ -91,11 +91,13 @@ class GPPolicy:
             models = fitted.models
             t1 = time.perf_counter()
             cands = candidates_for(spec, pooled, models, previous, seed)
+            grid = snap(spec, cands.X)
+            near = certifiable(grid, observed_grid(spec, pooled)) if spec.guardrails else None
             result = thompson_sample(models, pooled.metrics, spec, cands.X, spec.policy.num_draws,
                                      safe_risk=safe_set_risk(spec), explore_risk=explore_set_risk(spec),
-                                     second_opinion=fitted.online_alternatives())
+                                     second_opinion=fitted.online_alternatives(), certifiable=near)
             t2 = time.perf_counter()
-        alloc = allocate(spec, result.explore_wins, snap(spec, cands.X), result.p_feasible, result.safe_wins)
+        alloc = allocate(spec, result.explore_wins, grid, result.p_feasible, result.safe_wins, near)
         arms, diagnostics = proposed_arms(spec, cands, alloc, result, models, pooled)
         for metric, report in fitted.simulator.items():
             diagnostics["models"][metric]["simulator"] = report
@@ -127,6 +129,12 @@ def candidates_for(
     return build_candidates(spec, spec.policy.num_candidates, known=known,
                             centers=np.array(centers),
                             safe_centers=safe_centers(spec, pooled, models), radius=spec.policy.initial_radius, seed=seed)
+
+
+def observed_grid(spec: ExperimentSpec, pooled: PooledData) -> np.ndarray:
+    """Lattice indices ``n x d`` of the arms with data on some guardrail metric (control included)."""
+    rows = [snap(spec, pooled.metrics[g.metric].X) for g in spec.guardrails if g.metric in pooled.metrics]
+    return np.concatenate(rows) if rows else np.zeros((0, len(spec.parameters)), dtype=np.int64)
 
 
 def safe_centers(spec: ExperimentSpec, pooled: PooledData, models: Mapping[str, MetricModel]) -> np.ndarray | None:

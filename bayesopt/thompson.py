@@ -104,6 +104,7 @@ def thompson_sample(
     safe_risk: float | None = None,
     explore_risk: float | None = None,
     second_opinion: Mapping[str, MetricModel] | None = None,
+    certifiable: np.ndarray | None = None,
 ) -> SamplingResult:
     """Run ``num_draws`` draws of constrained (or utility) Thompson sampling over candidates ``X``.
 
@@ -121,6 +122,8 @@ def thompson_sample(
         explore_risk: the explore set's limit, at least ``safe_risk`` (None: ``explore_wins == wins``).
         second_opinion: another model of some metrics (the online-only model of a metric drawn from the multi-task
             one): ``p_feasible`` is the smaller of the two models' (the draws and screening use ``models``).
+        certifiable: ``N`` mask of the candidates that may join the safe set whatever their risk (None: all;
+            :func:`bayesopt.allocation.certifiable`); control always may.
 
     Uses torch's global generator: wrap the call in :func:`bayesopt.device.seeded` for reproducibility.
     """
@@ -143,6 +146,9 @@ def thompson_sample(
         return mask
 
     safe, explorable = within(safe_risk), within(explore_risk)
+    if certifiable is not None:
+        safe &= torch.as_tensor(np.asarray(certifiable, dtype=bool), device=Xt.device)
+        safe[0] = True
     keep = torch.arange(N, device=Xt.device)
     if screening:  # what can win among all candidates, and what can win within each restricted set
         keep = screen(problem, marginals)

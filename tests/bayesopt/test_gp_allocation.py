@@ -10,6 +10,7 @@ import pytest
 from bayesopt.allocation import (
     WORST_HOUR_FACTOR,
     allocate,
+    certifiable,
     certified_risk,
     concentration_cap,
     explore_mix,
@@ -172,6 +173,27 @@ def test_traffic_the_budget_refuses_goes_to_the_safe_sets_winner() -> None:
     assert w[0] == pytest.approx(0.2) and w[1] == pytest.approx(0.1)
     assert w[2] == pytest.approx(0.7 * 0.9) and w[3] == pytest.approx(0.7 * 0.1)
     assert alloc.explore_mix == pytest.approx(0.125) and alloc.risk_after <= 0.05
+
+
+def test_an_arm_far_from_every_arm_with_data_is_not_certified_whatever_its_risk() -> None:
+    """Arm 3 is held at 0.999 but lies 14 steps from the nearest arm with data: it is not certifiable, so it is
+    capped with the uncertified arms (twice the budget) and its excess goes to the certified arm 2 (2 steps from
+    a served arm, risk 0.1%), not to it. Without the mask it would keep its 70%."""
+    spec = make_spec(max_arms=6, initial_arms=4, max_unsafe_share=0.05)
+    grid = np.array([[16, 16], [0, 0], [10, 10], [30, 30]])
+    observed = np.array([[16, 16], [0, 0], [8, 9], [15, 16]])
+    near = certifiable(grid, observed)
+    assert near.tolist() == [True, True, True, False]
+    assert certifiable(np.array([[16, 16], [30, 30]]), np.zeros((0, 2), dtype=int)).tolist() == [True, False]
+    p_feasible = np.array([1.0, 0.6, 0.999, 0.999])
+    wins, safe_wins = np.array([0, 0, 10, 90]), np.array([0, 0, 10, 90])
+    plain = allocate(spec, wins, grid, p_feasible, safe_wins)
+    assert plain.weights[plain.index.tolist().index(3)] == pytest.approx(0.8 * 0.9)
+    alloc = allocate(spec, wins, grid, p_feasible, np.array([0, 0, 10, 0]), near)
+    w = dict(zip(alloc.index.tolist(), alloc.weights.tolist(), strict=True))
+    assert w[3] == pytest.approx(WORST_HOUR_FACTOR * 0.05) and w[0] == pytest.approx(0.2)
+    assert w[2] == pytest.approx(0.8 - WORST_HOUR_FACTOR * 0.05)
+    assert alloc.risky_share == pytest.approx(WORST_HOUR_FACTOR * 0.05)
 
 
 @pytest.mark.parametrize("seed", range(20))

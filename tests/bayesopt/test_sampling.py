@@ -172,3 +172,23 @@ def test_a_second_opinion_on_a_guardrail_can_only_lower_p_feasible() -> None:
     certified[0] = True
     assert (both.safe == certified).all() and both.safe_wins[~certified].sum() == 0
     assert both.safe.sum() < plain.safe.sum() and both.safe_wins.sum() == 500
+
+
+def test_a_candidate_that_may_not_be_certified_stays_out_of_the_safe_set() -> None:
+    """The same draws with the certifiable mask cut to the first half of the candidates: the safe set is the
+    plain one within that half (control always in it), safe winners lie in it, the unrestricted winners and
+    ``p_feasible`` do not change."""
+    spec, pooled, models, X = _guarded_world()
+    near = np.zeros(len(X), dtype=bool)
+    near[: len(X) // 2] = True
+    near[0] = False  # control joins the safe set whatever the mask says
+    with seeded(5):
+        plain = thompson_sample(models, pooled.metrics, spec, X, 500, safe_risk=0.025, screening=False)
+    with seeded(5):
+        cut = thompson_sample(models, pooled.metrics, spec, X, 500, safe_risk=0.025, screening=False, certifiable=near)
+    expected = plain.safe & near
+    expected[0] = True
+    assert (cut.safe == expected).all() and (plain.safe & ~near)[1:].any()  # the mask binds
+    assert cut.safe_wins[~expected].sum() == 0 and cut.safe_wins.sum() == 500
+    np.testing.assert_array_equal(cut.wins, plain.wins)
+    np.testing.assert_array_equal(cut.p_feasible, plain.p_feasible)

@@ -30,6 +30,7 @@ import multiprocessing as mp
 import os
 import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -72,7 +73,22 @@ def config_path(out_dir: str | Path, config: LoopConfig) -> Path:
     return run_path(out_dir, config.policy, config.seed, config.stream, config.variant)
 
 
-def _worker_init(threads: int) -> None:
+#: How often a pool worker checks that the study that started it is still alive.
+PARENT_POLL_S = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit this worker once ``parent`` is gone. A study killed hard (SIGKILL, or SIGTERM past the executor's
+    clean-up) would otherwise leave its workers running their loops and writing run files into the study folder,
+    where the next study in that folder loads them as finished runs."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
+def _worker_init(threads: int, parent: int | None = None) -> None:
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
     try:
@@ -164,7 +180,7 @@ def run_configs(
         with ctx.Manager() as manager:
             ticks = manager.Queue() if bar is not None else None
             with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=_worker_init,
-                                     initargs=(threads,)) as pool:
+                                     initargs=(threads, os.getpid())) as pool:
                 pending: dict[Future[str], LoopConfig] = {pool.submit(_run_one, c, str(p), ticks): c for c, p in todo}
                 while pending:
                     done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)

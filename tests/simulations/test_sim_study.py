@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jobs.cli import main as cli_main
 from simulations.study import (
+    PARENT_POLL_S,
     StudyDesign,
     StudyMismatchError,
     analyse_variant,
@@ -229,3 +235,45 @@ def test_simulate_runs_a_variant_and_plots_its_single_run(tmp_path, capsys) -> N
     assert (run / "summary.json").exists() and (run / "traffic.png").stat().st_size > 0
     assert cli_main(["simulate", "--variant", "d4", "--num-parameters", "2", "--out", str(out)]) == 2
     assert "variant d4 has 4 parameters" in capsys.readouterr().err
+
+
+_ORPHAN_SCRIPT = """
+import multiprocessing as mp, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from simulations.study import _worker_init
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(1, os.getpid()))
+    print(pool.submit(os.getpid).result(), flush=True)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left unreaped by the container's init counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_a_pool_worker_exits_when_the_study_that_started_it_is_killed(tmp_path) -> None:
+    """SIGKILL the study process: its worker notices within a few polls and exits instead of running on and
+    writing run files that a later study in the same folder would load as finished."""
+    script = tmp_path / "study_parent.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=root, env=env)
+    try:
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10 * PARENT_POLL_S + 5
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        parent.kill()

@@ -6,6 +6,7 @@ and the critical value at p = 0.001 from ``scipy.stats.chi2.ppf(0.999, df)``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -93,6 +94,10 @@ def test_version_in_force_follows_valid_from(store: ParamStore, live) -> None:
     boundary = T0 + 3600
     publish(store, "feed", [0.5, 0.5], created_at=boundary)  # published early, in force at the boundary
     client = live.client()
+    # The worker may have loaded version 1 on launch's announcement; version 2 arrives on the watcher thread.
+    deadline = time.monotonic() + 10
+    while client.distribution("feed")["version"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert client.params("feed", "m1", at=boundary - 0.001).version == 1
     assert client.params("feed", "m1", at=boundary).version == 2
     assert {a.arm_id for a in client.params_batch("feed", member_ids(500), at=boundary + 1)} == {"control", "arm1"}

@@ -122,8 +122,9 @@ def thompson_sample(
         explore_risk: the explore set's limit, at least ``safe_risk`` (None: ``explore_wins == wins``).
         second_opinion: another model of some metrics (the online-only model of a metric drawn from the multi-task
             one): ``p_feasible`` is the smaller of the two models' (the draws and screening use ``models``).
-        certifiable: ``N`` mask of the candidates that may join the safe set whatever their risk (None: all;
-            :func:`bayesopt.allocation.certifiable`); control always may.
+        certifiable: ``N`` mask of the candidates allowed in the safe set at all (near data, see
+            :func:`bayesopt.allocation.certifiable`); their risk must still be within ``safe_risk``. None: all;
+            control always is.
 
     Uses torch's global generator: wrap the call in :func:`bayesopt.device.seeded` for reproducibility.
     """

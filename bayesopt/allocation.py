@@ -66,8 +66,7 @@ WORST_HOUR_FACTOR = 2.0
 CERTIFIED_BUDGET_SHARE = 0.1
 #: A certified arm also lies within this many lattice steps (on every axis) of an arm with data. Further away a
 #: ``p_feasible`` rests on the GP's prior and lengthscales alone: right after the drift test cut the history at a
-#: release, or past the last explored arm at the lattice's edge, arms breaking applies by 6-17% were certified at
-#: 0.996-0.997 and took 65-67% of an hour (docs/closed_loop.md). An arm served anywhere makes its neighbourhood
+#: release, arms far from the few arms left and breaking applies by 6-17% were certified at 0.996-0.997 and took 65-67% of an hour (docs/closed_loop.md). An arm served anywhere makes its neighbourhood
 #: certifiable, so the certified set grows with the data, as the safe set of SafeOpt grows from observed points.
 CERTIFY_STEPS = 2
 #: The explore set's limit on a candidate's own risk, ``1 / WORST_HOUR_FACTOR``: the uncertified traffic the

@@ -172,7 +172,7 @@ def merge_winners(wins: np.ndarray, grid: np.ndarray, max_arms: int, *, steps: i
     for i in order:
         if len(kept) >= max_arms or not left[i]:
             continue
-        near = left & (np.abs(grid - grid[i]).max(axis=1) <= steps)  # N, includes i itself
+        near = left & within_steps(grid, grid[i : i + 1], steps)  # N, includes i itself
         if classes is not None:
             near &= classes == classes[i]
         near[0] = False
